@@ -1,0 +1,100 @@
+/**
+ * Choosing an object's Content-Type, in cachegate's order: the store's own type unless it is a
+ * generic octet-stream, then the key's extension, then magic bytes, then octet-stream.
+ */
+
+export const OCTET_STREAM = 'application/octet-stream';
+/** How many leading bytes the magic-byte sniffer looks at. */
+export const SNIFF_BYTES = 64;
+
+const GENERIC_TYPES = new Set(['', OCTET_STREAM, 'binary/octet-stream', 'application/x-download', 'application/unknown']);
+
+const BY_EXTENSION: Readonly<Record<string, string>> = {
+  // images
+  png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp',
+  avif: 'image/avif', svg: 'image/svg+xml', ico: 'image/x-icon', bmp: 'image/bmp', tif: 'image/tiff',
+  tiff: 'image/tiff', heic: 'image/heic',
+  // video and audio
+  mp4: 'video/mp4', m4v: 'video/mp4', webm: 'video/webm', mov: 'video/quicktime', mkv: 'video/x-matroska',
+  ts: 'video/mp2t', m3u8: 'application/vnd.apple.mpegurl', mpd: 'application/dash+xml', ogv: 'video/ogg',
+  mp3: 'audio/mpeg', m4a: 'audio/mp4', aac: 'audio/aac', wav: 'audio/wav', ogg: 'audio/ogg', oga: 'audio/ogg',
+  opus: 'audio/opus', flac: 'audio/flac', weba: 'audio/webm',
+  // text and web
+  html: 'text/html; charset=utf-8', htm: 'text/html; charset=utf-8', css: 'text/css; charset=utf-8',
+  js: 'text/javascript; charset=utf-8', mjs: 'text/javascript; charset=utf-8', json: 'application/json',
+  txt: 'text/plain; charset=utf-8', csv: 'text/csv; charset=utf-8', xml: 'application/xml', md: 'text/markdown; charset=utf-8',
+  vtt: 'text/vtt; charset=utf-8', srt: 'application/x-subrip', wasm: 'application/wasm', map: 'application/json',
+  // documents and archives
+  pdf: 'application/pdf', zip: 'application/zip', gz: 'application/gzip', tgz: 'application/gzip',
+  tar: 'application/x-tar', bz2: 'application/x-bzip2', xz: 'application/x-xz', zst: 'application/zstd',
+  '7z': 'application/x-7z-compressed', woff: 'font/woff', woff2: 'font/woff2', ttf: 'font/ttf', otf: 'font/otf',
+  parquet: 'application/vnd.apache.parquet',
+};
+
+/** The type for a key's extension, if it has a known one. */
+export function typeFromExtension(key: string): string | undefined {
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  const dot = name.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  return BY_EXTENSION[name.slice(dot + 1).toLowerCase()];
+}
+
+function startsWith(b: Buffer, sig: readonly number[], offset = 0): boolean {
+  if (b.length < offset + sig.length) return false;
+  for (let i = 0; i < sig.length; i++) if (b[offset + i] !== sig[i]) return false;
+  return true;
+}
+
+const ascii = (s: string) => [...s].map((c) => c.charCodeAt(0));
+
+/** The type recognised from leading bytes, if any. */
+export function typeFromMagic(head: Buffer): string | undefined {
+  if (startsWith(head, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'image/png';
+  if (startsWith(head, [0xff, 0xd8, 0xff])) return 'image/jpeg';
+  if (startsWith(head, ascii('GIF87a')) || startsWith(head, ascii('GIF89a'))) return 'image/gif';
+  if (startsWith(head, ascii('RIFF')) && startsWith(head, ascii('WEBP'), 8)) return 'image/webp';
+  if (startsWith(head, ascii('RIFF')) && startsWith(head, ascii('WAVE'), 8)) return 'audio/wav';
+  if (startsWith(head, ascii('%PDF-'))) return 'application/pdf';
+  if (startsWith(head, [0x50, 0x4b, 0x03, 0x04]) || startsWith(head, [0x50, 0x4b, 0x05, 0x06])) return 'application/zip';
+  if (startsWith(head, [0x1f, 0x8b])) return 'application/gzip';
+  // ISO BMFF: a box size, then 'ftyp'; the brand says MP4, QuickTime, AVIF or HEIC.
+  if (startsWith(head, ascii('ftyp'), 4)) {
+    const brand = head.subarray(8, 12).toString('latin1');
+    if (brand === 'avif' || brand === 'avis') return 'image/avif';
+    if (brand === 'heic' || brand === 'heix' || brand === 'mif1') return 'image/heic';
+    if (brand === 'qt  ') return 'video/quicktime';
+    if (brand.startsWith('M4A')) return 'audio/mp4';
+    return 'video/mp4';
+  }
+  // EBML header: WebM or Matroska, told apart by the DocType.
+  if (startsWith(head, [0x1a, 0x45, 0xdf, 0xa3])) {
+    return head.includes('webm', 0, 'latin1') ? 'video/webm' : 'video/x-matroska';
+  }
+  if (startsWith(head, ascii('OggS'))) return 'audio/ogg';
+  if (startsWith(head, ascii('ID3')) || startsWith(head, [0xff, 0xfb])) return 'audio/mpeg';
+  if (startsWith(head, ascii('fLaC'))) return 'audio/flac';
+  if (startsWith(head, ascii('wOF2'))) return 'font/woff2';
+  if (startsWith(head, ascii('wOFF'))) return 'font/woff';
+  if (startsWith(head, [0x28, 0xb5, 0x2f, 0xfd])) return 'application/zstd';
+  return undefined;
+}
+
+/** Whether the store's type is specific enough to serve as is. */
+export function isSpecificType(storeType: string | undefined): storeType is string {
+  return storeType !== undefined && !GENERIC_TYPES.has(storeType.split(';')[0]!.trim().toLowerCase());
+}
+
+/**
+ * Resolve the type to serve. `head` is the object's first bytes when available; when it is
+ * `undefined` and neither the store nor the extension decides, the caller should fetch
+ * `SNIFF_BYTES` and call again (see `needsSniff`).
+ */
+export function resolveContentType(key: string, storeType: string | undefined, head?: Buffer): string {
+  if (isSpecificType(storeType)) return storeType;
+  return typeFromExtension(key) ?? (head ? typeFromMagic(head) : undefined) ?? OCTET_STREAM;
+}
+
+/** Whether resolving the type needs the object's first bytes. */
+export function needsSniff(key: string, storeType: string | undefined): boolean {
+  return !isSpecificType(storeType) && typeFromExtension(key) === undefined;
+}

@@ -1,0 +1,69 @@
+/**
+ * Deadlines for store calls: nothing the gateway waits on can hang. A store must answer within
+ * `storeTimeoutMs`, and a body must keep moving: no gap between chunks longer than the idle timeout.
+ */
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { StoreTimeoutError } from '../errors.js';
+
+/** Run `fn` with a signal that aborts after `ms`; the timer stops as soon as `fn` settles. */
+export async function withDeadline<T>(ms: number, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new StoreTimeoutError(`${what} took longer than ${ms} ms`)), ms);
+  try {
+    return await fn(controller.signal);
+  } catch (err) {
+    // SDKs report an abort as their own AbortError; the deadline is the real cause.
+    if (controller.signal.aborted) throw controller.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A timer that fires when `touch()` has not been called for `ms`. */
+export class IdleTimer {
+  readonly #ms: number;
+  readonly #onIdle: () => void;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(ms: number, onIdle: () => void) {
+    this.#ms = ms;
+    this.#onIdle = onIdle;
+    this.#timer = setTimeout(onIdle, ms);
+  }
+
+  touch(): void {
+    this.#timer?.refresh();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/**
+ * Pass a store body through, failing it with a StoreTimeoutError if it stalls for `ms`.
+ * Destroying the returned stream destroys the source too (releasing the store's socket).
+ */
+export function idleGuard(source: Readable, ms: number, what: string): Readable {
+  const timer = new IdleTimer(ms, () => guard.destroy(new StoreTimeoutError(`${what} stalled for ${ms} ms`)));
+  const guard = new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      timer.touch();
+      cb(null, chunk);
+    },
+    destroy(err, cb) {
+      timer.stop();
+      source.destroy();
+      cb(err);
+    },
+    flush(cb) {
+      timer.stop();
+      cb();
+    },
+  });
+  source.once('error', (err) => guard.destroy(err));
+  source.pipe(guard);
+  return guard;
+}

@@ -1,0 +1,302 @@
+/**
+ * The object service decides: hit or miss, when to fetch, how waiters share one fetch, and what
+ * is cached. It knows nothing about HTTP status codes or SDKs.
+ *
+ * A miss starts one fill per key. A cacheable object (up to `max_object_size`) streams from the
+ * store into a buffer of its full size; every waiter, the first included, reads from that buffer
+ * as bytes arrive, so joining a fill adds no wait. A larger object is never buffered: the first
+ * caller gets the store's stream, and anyone else asks the store for their own.
+ */
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream';
+import { GatewayError, StoreError, type StoreOp } from '../errors.js';
+import type { MemoryTier } from '../cache/memory-tier.js';
+import type { CachedMeta } from '../cache/types.js';
+import type { StoreRegistry } from '../stores/registry.js';
+import type { ByteRange, GetResult, ObjectMeta, ObjectStore } from '../stores/types.js';
+import { needsSniff, resolveContentType, SNIFF_BYTES } from './content-type.js';
+import { idleGuard, IdleTimer, withDeadline } from './deadline.js';
+import type { CoreEventListener } from './events.js';
+import { FillBuffer } from './fill-buffer.js';
+import { Singleflight } from './singleflight.js';
+
+export interface ObjectServiceOptions {
+  stores: StoreRegistry;
+  memory: MemoryTier;
+  /** Objects up to this size are cached; larger ones are streamed through. */
+  maxObjectBytes: number;
+  storeTimeoutMs: number;
+  storeIdleTimeoutMs: number;
+  onEvent?: CoreEventListener;
+}
+
+/** The body of a read: a whole buffer (hits) or a stream the caller must consume or destroy. */
+export type ObjectBody = { kind: 'buffer'; buffer: Buffer } | { kind: 'stream'; stream: Readable };
+
+export interface ObjectRead {
+  meta: CachedMeta;
+  body: ObjectBody;
+  /** `hit` when served from a cache tier without asking the store. */
+  cache: 'hit' | 'miss';
+}
+
+export interface ObjectStat {
+  meta: CachedMeta;
+  cache: 'hit' | 'miss';
+}
+
+type FillState =
+  | { kind: 'absent' }
+  | { kind: 'buffered'; meta: CachedMeta; buffer: FillBuffer }
+  | { kind: 'passthrough'; meta: CachedMeta; take(): Readable | undefined };
+
+interface Fill {
+  ready: Promise<FillState>;
+}
+
+/** Build the object service. */
+export function createObjectService(options: ObjectServiceOptions): ObjectService {
+  return new ObjectService(options);
+}
+
+export class ObjectService {
+  readonly #o: ObjectServiceOptions;
+  readonly #fills = new Singleflight<Fill>();
+
+  constructor(options: ObjectServiceOptions) {
+    this.#o = options;
+  }
+
+  /** The store for a bucket id; an unknown bucket is a GW_ERR_UNKNOWN_BUCKET. */
+  store(bucket: string): ObjectStore {
+    const store = this.#o.stores.get(bucket);
+    if (!store) throw new GatewayError('GW_ERR_UNKNOWN_BUCKET', `unknown bucket '${bucket}'`);
+    return store;
+  }
+
+  /** Read a whole object: from memory, by joining a fill in flight, or by starting one. */
+  async read(bucket: string, key: string): Promise<ObjectRead> {
+    const store = this.store(bucket);
+    const ck = cacheKey(bucket, key);
+    const entry = this.#o.memory.get(ck);
+    if (entry) return { meta: entry.meta, body: { kind: 'buffer', buffer: entry.body }, cache: 'hit' };
+
+    const { value: fill, leader } = this.#fills.join(ck, () => this.#startFill(store, key, ck));
+    if (!leader) this.#o.onEvent?.({ type: 'coalesced', storeId: store.id });
+    const state = await fill.ready;
+    switch (state.kind) {
+      case 'absent':
+        throw notFound(bucket, key);
+      case 'buffered': {
+        const fb = state.buffer;
+        const body: ObjectBody = fb.done ? { kind: 'buffer', buffer: fb.head(fb.size) } : { kind: 'stream', stream: fb.createReader() };
+        return { meta: state.meta, body, cache: 'miss' };
+      }
+      case 'passthrough': {
+        const stream = state.take() ?? (await this.#directGet(store, key, bucket)).stream;
+        return { meta: state.meta, body: { kind: 'stream', stream }, cache: 'miss' };
+      }
+    }
+  }
+
+  /** Metadata only (HEAD): from memory, a fill in flight, or the store's HEAD. Never caches a body. */
+  async stat(bucket: string, key: string): Promise<ObjectStat> {
+    const store = this.store(bucket);
+    const ck = cacheKey(bucket, key);
+    const entry = this.#o.memory.get(ck);
+    if (entry) return { meta: entry.meta, cache: 'hit' };
+    const fill = this.#fills.get(ck);
+    if (fill) {
+      const state = await fill.ready;
+      if (state.kind === 'absent') throw notFound(bucket, key);
+      return { meta: state.meta, cache: 'miss' };
+    }
+    const meta = await this.#timed(store, 'head', (signal) => store.head(key, { signal }));
+    if (!meta) throw notFound(bucket, key);
+    let sniffHead: Buffer | undefined;
+    if (meta.size > 0 && needsSniff(key, meta.contentType)) sniffHead = await this.#readHead(store, key, meta.size);
+    return { meta: toCachedMeta(key, meta, sniffHead), cache: 'miss' };
+  }
+
+  /** Forget any cached copy and any fill in flight (after a write to the key). */
+  invalidate(bucket: string, key: string): void {
+    const ck = cacheKey(bucket, key);
+    this.#fills.detach(ck);
+    this.#o.memory.delete(ck);
+  }
+
+  /** Whether an object of this size would be cached. */
+  isCacheable(bucket: string, key: string, size: number): boolean {
+    return size <= this.#o.maxObjectBytes && this.#o.memory.accepts(cacheKey(bucket, key), size);
+  }
+
+  #startFill(store: ObjectStore, key: string, ck: string): Fill {
+    const fill = {} as Fill;
+    const ready = this.#runFill(store, key, ck, fill);
+    fill.ready = ready;
+    // A failure before the first byte settles every waiter through `ready`; release the key so
+    // the next request tries again instead of joining a dead fill.
+    ready.then(
+      (state) => {
+        if (state.kind !== 'buffered') this.#fills.release(ck, fill);
+      },
+      () => this.#fills.release(ck, fill),
+    );
+    return fill;
+  }
+
+  async #runFill(store: ObjectStore, key: string, ck: string, fill: Fill): Promise<FillState> {
+    const res = await this.#timed(store, 'get', (signal) => store.get(key, { signal }));
+    if (!res) return { kind: 'absent' };
+    if (!this.isCacheable(store.id, key, res.meta.size)) return this.#passthrough(store, key, res);
+    return this.#buffered(store, key, ck, fill, res);
+  }
+
+  /** Stream a cacheable object into a FillBuffer; resolve once the first bytes (or the end) arrive. */
+  #buffered(store: ObjectStore, key: string, ck: string, fill: Fill, res: GetResult): Promise<FillState> {
+    const { body, meta: storeMeta } = res;
+    const fb = new FillBuffer(storeMeta.size);
+    const started = performance.now();
+    return new Promise<FillState>((resolve, reject) => {
+      let meta: CachedMeta | undefined;
+      const publish = () => {
+        meta ??= toCachedMeta(key, storeMeta, fb.head(SNIFF_BYTES));
+        resolve({ kind: 'buffered', meta, buffer: fb });
+      };
+      const idle = new IdleTimer(this.#o.storeIdleTimeoutMs, () =>
+        body.destroy(new StoreError(store.id, 'get', new Error(`body stalled for ${this.#o.storeIdleTimeoutMs} ms`), 'timeout')),
+      );
+      body.on('data', (chunk: Buffer) => {
+        idle.touch();
+        try {
+          fb.append(chunk);
+        } catch (err) {
+          body.destroy(err as Error);
+          return;
+        }
+        // Enough bytes to sniff the type (or a type that needs none): waiters may start now.
+        if (meta === undefined && (fb.filled >= SNIFF_BYTES || !needsSniff(key, storeMeta.contentType))) publish();
+      });
+      finished(body, (err) => {
+        idle.stop();
+        // A write may have detached this fill meanwhile: then it must not publish its bytes.
+        const current = this.#fills.isCurrent(ck, fill);
+        let buffer: Buffer | undefined;
+        if (!err) {
+          try {
+            buffer = fb.finish();
+          } catch (e) {
+            err = e as Error;
+          }
+        }
+        if (err || !buffer) {
+          const error = err instanceof StoreError ? err : new StoreError(store.id, 'get', err);
+          fb.fail(error);
+          this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op: 'get', outcome: 'error', errorKind: error.kind, durationMs: performance.now() - started });
+          this.#fills.release(ck, fill);
+          reject(error);
+          return;
+        }
+        publish();
+        let cached = false;
+        if (current) {
+          cached = this.#o.memory.set(ck, { meta: meta!, body: buffer });
+          this.#fills.release(ck, fill);
+        }
+        this.#o.onEvent?.({ type: 'fill-done', storeId: store.id, bytes: buffer.length, cached });
+      });
+    });
+  }
+
+  async #passthrough(store: ObjectStore, key: string, res: GetResult): Promise<FillState> {
+    let sniffHead: Buffer | undefined;
+    if (res.meta.size > 0 && needsSniff(key, res.meta.contentType)) {
+      sniffHead = await this.#readHead(store, key, res.meta.size);
+    }
+    let body: Readable | undefined = idleGuard(res.body, this.#o.storeIdleTimeoutMs, `store '${store.id}' body`);
+    return {
+      kind: 'passthrough',
+      meta: toCachedMeta(key, res.meta, sniffHead),
+      take: () => {
+        const b = body;
+        body = undefined;
+        return b;
+      },
+    };
+  }
+
+  /** A stream of the whole object straight from the store, for a second caller of an oversized object. */
+  async #directGet(store: ObjectStore, key: string, bucket: string): Promise<{ stream: Readable }> {
+    const res = await this.#timed(store, 'get', (signal) => store.get(key, { signal }));
+    if (!res) throw notFound(bucket, key);
+    return { stream: idleGuard(res.body, this.#o.storeIdleTimeoutMs, `store '${store.id}' body`) };
+  }
+
+  /** The first bytes of an object, for sniffing its type when neither store nor extension says. */
+  async #readHead(store: ObjectStore, key: string, size: number): Promise<Buffer | undefined> {
+    const range: ByteRange = { start: 0, end: Math.min(size, SNIFF_BYTES) - 1 };
+    const res = await this.#timed(store, 'get', (signal) => store.get(key, { signal, range }));
+    if (!res) return undefined;
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const idle = new IdleTimer(this.#o.storeIdleTimeoutMs, () => res.body.destroy(new Error('body stalled')));
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        idle.touch();
+        chunks.push(chunk);
+        total += chunk.length;
+        if (total >= SNIFF_BYTES) break;
+      }
+    } catch (err) {
+      throw new StoreError(store.id, 'get', err);
+    } finally {
+      idle.stop();
+      res.body.destroy();
+    }
+    return Buffer.concat(chunks, total);
+  }
+
+  /**
+   * Call the store under the answer deadline, turning failures into StoreErrors and emitting a
+   * `store-op` event. The deadline stops once the store answers, so a body may flow on.
+   */
+  async #timed<T>(store: ObjectStore, op: StoreOp, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await withDeadline(this.#o.storeTimeoutMs, `store '${store.id}' ${op}`, fn);
+      this.#o.onEvent?.({
+        type: 'store-op',
+        storeId: store.id,
+        op,
+        outcome: result === undefined ? 'not_found' : 'ok',
+        durationMs: performance.now() - started,
+      });
+      return result;
+    } catch (err) {
+      const error = err instanceof StoreError ? err : new StoreError(store.id, op, err);
+      this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op, outcome: 'error', errorKind: error.kind, durationMs: performance.now() - started });
+      throw error;
+    }
+  }
+}
+
+/** The cache key of an object: bucket id and key, separated by a byte no key may hold. */
+export function cacheKey(bucket: string, key: string): string {
+  return `${bucket}\u0000${key}`;
+}
+
+function notFound(bucket: string, key: string): GatewayError {
+  return new GatewayError('GW_ERR_NOT_FOUND', `object not found: ${bucket}/${key}`);
+}
+
+/** Resolve the metadata we serve and cache: a type from store, extension or magic; an ETag always. */
+export function toCachedMeta(key: string, meta: ObjectMeta, head: Buffer | undefined): CachedMeta {
+  const lastModifiedMs = meta.lastModified?.getTime();
+  return {
+    size: meta.size,
+    etag: meta.etag ?? `W/"${meta.size.toString(16)}-${(lastModifiedMs ?? 0).toString(16)}"`,
+    lastModifiedMs,
+    contentType: resolveContentType(key, meta.contentType, head),
+    cachedAtMs: Date.now(),
+  };
+}

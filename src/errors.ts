@@ -1,0 +1,85 @@
+/**
+ * Errors with stable codes. This module is a leaf: it imports nothing of ours.
+ * The HTTP status for each code is decided in one place, `http/error-response.ts`.
+ */
+
+/** Every error code the gateway can report. Clients see the message; logs see the cause. */
+export type ErrorCode =
+  | 'GW_ERR_BAD_REQUEST'
+  | 'GW_ERR_INVALID_KEY'
+  | 'GW_ERR_UNKNOWN_BUCKET'
+  | 'GW_ERR_NOT_FOUND'
+  | 'GW_ERR_UNAUTHORIZED'
+  | 'GW_ERR_FORBIDDEN'
+  | 'GW_ERR_METHOD_NOT_ALLOWED'
+  | 'GW_ERR_PAYLOAD_TOO_LARGE'
+  | 'GW_ERR_RANGE_NOT_SATISFIABLE'
+  | 'GW_ERR_PRECONDITION_FAILED'
+  | 'GW_ERR_STORE'
+  | 'GW_ERR_STORE_TIMEOUT'
+  | 'GW_ERR_SHUTTING_DOWN'
+  | 'GW_ERR_CONFIG'
+  | 'GW_ERR_INTERNAL';
+
+/** A failure with a stable code and a one-line, client-safe message. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'GatewayError';
+    this.code = code;
+  }
+}
+
+/** Operations a store performs; used in errors, events and metrics labels. */
+export type StoreOp = 'head' | 'get' | 'put' | 'delete';
+
+/**
+ * Any store failure other than "not found". It keeps the SDK's error as `cause` so the log can
+ * say what happened, while the client only learns which store and operation failed.
+ */
+export class StoreError extends GatewayError {
+  readonly storeId: string;
+  readonly op: StoreOp;
+  /** A short machine-friendly kind, used as a metrics label (`timeout`, `access_denied`, …). */
+  readonly kind: string;
+
+  constructor(storeId: string, op: StoreOp, cause: unknown, kind = classifyCause(cause)) {
+    const timeout = kind === 'timeout';
+    super(
+      timeout ? 'GW_ERR_STORE_TIMEOUT' : 'GW_ERR_STORE',
+      `store '${storeId}' failed to ${op}${timeout ? ' in time' : ''}`,
+      { cause },
+    );
+    this.name = 'StoreError';
+    this.storeId = storeId;
+    this.op = op;
+    this.kind = kind;
+  }
+}
+
+function classifyCause(cause: unknown): string {
+  if (cause && typeof cause === 'object') {
+    const c = cause as { name?: unknown; code?: unknown };
+    if (c.name === 'TimeoutError' || c.code === 'ETIMEDOUT' || c.name === 'StoreTimeoutError') return 'timeout';
+    if (c.name === 'AbortError') return 'aborted';
+    if (c.code === 'ECONNREFUSED' || c.code === 'ECONNRESET' || c.code === 'EPIPE') return 'network';
+    if (c.name === 'AccessDenied' || c.code === 'EACCES' || c.code === 'EPERM') return 'access_denied';
+  }
+  return 'other';
+}
+
+/** Raised when a store stops sending bytes or headers within its deadline. */
+export class StoreTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreTimeoutError';
+  }
+}
+
+/** Narrow an unknown error to a GatewayError, wrapping anything else as internal. */
+export function asGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError('GW_ERR_INTERNAL', 'internal error', { cause: err });
+}

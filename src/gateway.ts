@@ -1,0 +1,85 @@
+/**
+ * Wiring: build every component from a validated config, and start or stop the HTTP server.
+ * Nothing here runs at import; `main.ts` and the tests call these.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { serve } from '@hono/node-server';
+import { buildApp } from './app.js';
+import { createBearerVerifier } from './auth/bearer.js';
+import { createMemoryTier } from './cache/memory-tier.js';
+import type { Config } from './config/schema.js';
+import { createObjectService, type ObjectService } from './core/object-service.js';
+import type { CoreEventListener } from './core/events.js';
+import type { Logger } from './metrics/log.js';
+import { createStoreRegistry, type StoreRegistry } from './stores/registry.js';
+import type { MemoryTier } from './cache/memory-tier.js';
+
+export interface Gateway {
+  config: Config;
+  stores: StoreRegistry;
+  memory: MemoryTier;
+  service: ObjectService;
+  app: ReturnType<typeof buildApp>;
+  /** Start listening; resolves with the bound address. */
+  listen(host?: string, port?: number): Promise<{ url: string; server: Server }>;
+  /** Stop accepting, close idle sockets, release stores. */
+  close(): Promise<void>;
+}
+
+export interface GatewayDeps {
+  log: Logger;
+  /** Overrides the stores built from config (tests, embedding). */
+  stores?: StoreRegistry;
+  onCoreEvent?: CoreEventListener;
+}
+
+/** Build a gateway from a validated config. */
+export function createGateway(config: Config, deps: GatewayDeps): Gateway {
+  const stores =
+    deps.stores ?? createStoreRegistry(config.stores, { storeTimeoutMs: config.limits.store_timeout });
+  const memory = createMemoryTier({ maxBytes: config.cache.max_memory, maxEntryBytes: config.cache.max_memory });
+  const service = createObjectService({
+    stores,
+    memory,
+    maxObjectBytes: config.cache.max_object_size,
+    storeTimeoutMs: config.limits.store_timeout,
+    storeIdleTimeoutMs: config.limits.store_idle_timeout,
+    ...(deps.onCoreEvent ? { onEvent: deps.onCoreEvent } : {}),
+  });
+  const bearerTokens = [...(config.auth.bearer_token ? [config.auth.bearer_token] : []), ...config.auth.bearer_tokens];
+  const app = buildApp({ service, auth: { bearer: createBearerVerifier(bearerTokens) }, log: deps.log });
+
+  let server: Server | undefined;
+  return {
+    config,
+    stores,
+    memory,
+    service,
+    app,
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        const s = serve({ fetch: app.fetch, hostname: host ?? '127.0.0.1', port: port ?? 0 }) as Server;
+        s.once('error', reject);
+        s.once('listening', () => {
+          s.off('error', reject);
+          server = s;
+          const addr = s.address() as AddressInfo;
+          const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+          resolve({ url: `http://${h}:${addr.port}`, server: s });
+        });
+      });
+    },
+    async close() {
+      if (server) {
+        const s = server;
+        server = undefined;
+        await new Promise<void>((resolve) => {
+          s.close(() => resolve());
+          s.closeIdleConnections();
+        });
+      }
+      await stores.closeAll();
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * Turning errors into responses, in one place: the status for each code, a one-line JSON body,
+ * and a log line that carries the cause. No stack trace ever reaches a client.
+ */
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { asGatewayError, type ErrorCode } from '../errors.js';
+
+export const STATUS_BY_CODE: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
+  GW_ERR_BAD_REQUEST: 400,
+  GW_ERR_INVALID_KEY: 400,
+  GW_ERR_UNAUTHORIZED: 401,
+  GW_ERR_FORBIDDEN: 403,
+  GW_ERR_UNKNOWN_BUCKET: 404,
+  GW_ERR_NOT_FOUND: 404,
+  GW_ERR_METHOD_NOT_ALLOWED: 405,
+  GW_ERR_PRECONDITION_FAILED: 412,
+  GW_ERR_PAYLOAD_TOO_LARGE: 413,
+  GW_ERR_RANGE_NOT_SATISFIABLE: 416,
+  GW_ERR_INTERNAL: 500,
+  GW_ERR_STORE: 502,
+  GW_ERR_SHUTTING_DOWN: 503,
+  GW_ERR_STORE_TIMEOUT: 504,
+  GW_ERR_CONFIG: 500,
+};
+
+/** Minimal logger shape the HTTP layer needs (pino fits). */
+export interface ErrorLogger {
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** The JSON error response for `err`; logs server-side failures with their cause. */
+export function errorResponse(c: Context, err: unknown, log: ErrorLogger, extraHeaders?: Record<string, string>): Response {
+  const e = asGatewayError(err);
+  const status = STATUS_BY_CODE[e.code];
+  if (status >= 500) {
+    const cause = e.cause instanceof Error ? { name: e.cause.name, message: e.cause.message } : e.cause;
+    (status === 500 ? log.error : log.warn).call(log, { code: e.code, cause, stack: status === 500 ? (e.cause as Error)?.stack : undefined }, e.message);
+  }
+  // HEAD responses carry no body, but keep the status and headers.
+  const headers = { 'cache-control': 'no-store', ...extraHeaders };
+  if (c.req.method === 'HEAD') return c.body(null, status, headers);
+  return c.json({ error: e.message, code: e.code }, status, headers);
+}

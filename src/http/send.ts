@@ -1,0 +1,60 @@
+/**
+ * Writing bodies on the hot path. Buffers go through Hono's Response, which the Node adapter
+ * writes straight to the socket. Streams are piped into the raw Node response: Web streams in
+ * Node are several times slower than Node streams.
+ */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Context } from 'hono';
+import type { StatusCode } from 'hono/utils/http-status';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+
+export type Headers = Record<string, string>;
+
+/** Hono env on the Node adapter: `c.env` holds the raw request and response. */
+export type NodeEnv = { Bindings: HttpBindings };
+
+/** Report a stream that ended badly after the headers went out (client abort, store failure). */
+export type StreamErrorListener = (err: Error) => void;
+
+/** Send a whole buffer (or no body for HEAD). */
+export function sendBuffer(c: Context, status: StatusCode, headers: Headers, body: Buffer | null): Response {
+  // A Buffer is a Uint8Array; the adapter writes it to the socket without copying.
+  if (c.req.method === 'HEAD' || body === null) return c.body(null, status as never, headers);
+  return c.body(body as Uint8Array<ArrayBuffer>, status as never, headers);
+}
+
+/** Send headers only (HEAD), keeping our Content-Length instead of the adapter's 0. */
+export function sendHead<E extends NodeEnv>(c: Context<E>, status: StatusCode, headers: Headers): Response {
+  const out = c.env?.outgoing;
+  if (!out) return c.body(null, status as never, headers);
+  out.writeHead(status, headers);
+  out.end();
+  return RESPONSE_ALREADY_SENT;
+}
+
+/**
+ * Pipe a Node stream to the client. The stream is consumed or destroyed on every path: when the
+ * client goes away, pipeline destroys it, which releases the store's socket.
+ */
+export function sendStream<E extends NodeEnv>(
+  c: Context<E>,
+  status: StatusCode,
+  headers: Headers,
+  stream: Readable,
+  onError?: StreamErrorListener,
+): Response {
+  const out = c.env?.outgoing;
+  if (c.req.method === 'HEAD') {
+    stream.destroy();
+    return sendHead(c, status, headers);
+  }
+  if (!out) {
+    // In-process app.request() (tests): no Node response to pipe into.
+    return c.body(Readable.toWeb(stream) as unknown as ReadableStream, status as never, headers);
+  }
+  out.writeHead(status, headers);
+  pipeline(stream, out).catch((err: Error) => onError?.(err));
+  return RESPONSE_ALREADY_SENT;
+}

@@ -1,0 +1,171 @@
+/**
+ * A directory as a store. Keys map to files below `root`; a key can never reach outside it,
+ * even through a symlink, because every resolved path is checked against the real root.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { mkdir, open, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { StoreError, type StoreOp } from '../errors.js';
+import type { FsStoreConfig } from '../config/schema.js';
+import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult } from './types.js';
+
+/** Temporary uploads live here, on the same filesystem as the objects, so rename is atomic. */
+const TMP_DIR_NAME = '.cachegate-tmp';
+const READ_CHUNK_BYTES = 256 * 1024;
+
+const NOT_FOUND_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR']);
+
+/** Create a store on a local directory (created if missing). */
+export function createFsStore(id: string, config: Pick<FsStoreConfig, 'root'>): ObjectStore {
+  return new FsStore(id, path.resolve(config.root));
+}
+
+class FsStore implements ObjectStore {
+  readonly type = 'fs';
+  readonly id: string;
+  readonly #root: string;
+  #realRoot: Promise<string> | undefined;
+
+  constructor(id: string, root: string) {
+    this.id = id;
+    this.#root = root;
+  }
+
+  async head(key: string): Promise<ObjectMeta | undefined> {
+    const file = await this.#resolve(key, 'head');
+    if (!file) return undefined;
+    try {
+      const st = await stat(file);
+      return st.isFile() ? metaFromStats(st) : undefined;
+    } catch (err) {
+      return this.#notFoundOrThrow(err, 'head');
+    }
+  }
+
+  async get(key: string, opts: GetOptions = {}): Promise<GetResult | undefined> {
+    const file = await this.#resolve(key, 'get');
+    if (!file) return undefined;
+    let fh: FileHandle;
+    try {
+      fh = await open(file, 'r');
+    } catch (err) {
+      return this.#notFoundOrThrow(err, 'get');
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) {
+        await fh.close();
+        return undefined;
+      }
+      const meta = metaFromStats(st);
+      const range = opts.range;
+      // The stream owns the handle from here: it closes it on end, error or destroy.
+      const body: Readable = createReadStream('', {
+        fd: fh,
+        highWaterMark: READ_CHUNK_BYTES,
+        autoClose: true,
+        ...(range ? { start: range.start, end: range.end } : {}),
+      });
+      return range ? { meta, body, range } : { meta, body };
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw new StoreError(this.id, 'get', err);
+    }
+  }
+
+  async put(key: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
+    const file = await this.#resolve(key, 'put', true);
+    if (!file) throw new StoreError(this.id, 'put', new Error('key is reserved'), 'invalid_key');
+    const tmpDir = path.join(this.#root, TMP_DIR_NAME);
+    const tmp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    try {
+      await mkdir(tmpDir, { recursive: true });
+      await mkdir(path.dirname(file), { recursive: true });
+      const out = createWriteStream(tmp, { flags: 'wx' });
+      await pipeline(body, out, opts.signal ? { signal: opts.signal } : {});
+      // Flush to disk before the rename makes the object visible.
+      const fh = await open(tmp, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, file);
+      const st = await stat(file);
+      const meta = metaFromStats(st);
+      return { etag: meta.etag, lastModified: meta.lastModified };
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      if (err instanceof StoreError) throw err;
+      throw new StoreError(this.id, 'put', err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const file = await this.#resolve(key, 'delete');
+    if (!file) return;
+    try {
+      await unlink(file);
+    } catch (err) {
+      if (!NOT_FOUND_CODES.has((err as NodeJS.ErrnoException).code ?? '')) throw new StoreError(this.id, 'delete', err);
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  /**
+   * Map a key to a path under the root, or `undefined` when the key cannot name an object here
+   * (the reserved temp folder). Throws if the resolved path would leave the root.
+   */
+  async #resolve(key: string, op: StoreOp, forWrite = false): Promise<string | undefined> {
+    const segments = key.split('/');
+    if (segments[0] === TMP_DIR_NAME) return undefined;
+    if (segments.some((s) => s === '' || s === '.' || s === '..' || s.includes('\\') || s.includes('\0'))) {
+      throw new StoreError(this.id, op, new Error('invalid key'), 'invalid_key');
+    }
+    const file = path.join(this.#root, ...segments);
+    const realRoot = await this.#getRealRoot(op);
+    // Resolve symlinks in the parent folder: a link inside the root must not lead outside it.
+    let parentReal: string;
+    try {
+      parentReal = await realpath(path.dirname(file));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (NOT_FOUND_CODES.has(code)) {
+        return forWrite ? this.#checkInside(realRoot, path.join(realRoot, ...segments), op) : undefined;
+      }
+      throw new StoreError(this.id, op, err);
+    }
+    return this.#checkInside(realRoot, path.join(parentReal, path.basename(file)), op);
+  }
+
+  #checkInside(realRoot: string, candidate: string, op: StoreOp): string {
+    if (candidate !== realRoot && candidate.startsWith(realRoot + path.sep)) return candidate;
+    throw new StoreError(this.id, op, new Error('path escapes the store root'), 'invalid_key');
+  }
+
+  #getRealRoot(op: StoreOp): Promise<string> {
+    this.#realRoot ??= (async () => {
+      await mkdir(this.#root, { recursive: true });
+      return realpath(this.#root);
+    })();
+    return this.#realRoot.catch((err: unknown) => {
+      this.#realRoot = undefined;
+      throw new StoreError(this.id, op, err);
+    });
+  }
+
+  #notFoundOrThrow(err: unknown, op: StoreOp): undefined {
+    if (NOT_FOUND_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+    throw new StoreError(this.id, op, err);
+  }
+}
+
+function metaFromStats(st: Stats): ObjectMeta {
+  // nginx-style validator: size and mtime in hex. Changes whenever the file is replaced.
+  const etag = `"${Math.floor(st.mtimeMs).toString(16)}-${st.size.toString(16)}"`;
+  return { size: st.size, etag, lastModified: st.mtime, contentType: undefined };
+}

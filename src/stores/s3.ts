@@ -1,0 +1,196 @@
+/**
+ * S3 and S3-compatible stores on @aws-sdk/client-s3.
+ *
+ * For non-AWS endpoints (s3rver, MinIO, R2, …) the client uses path-style addressing and
+ * `WHEN_REQUIRED` checksums: with the SDK's default CRC32 checksums, the aws-chunked framing is
+ * stored by several S3-compatible servers as object bytes.
+ */
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { StoreError, type StoreOp } from '../errors.js';
+import type { S3StoreConfig } from '../config/schema.js';
+import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, StoreRequestOptions } from './types.js';
+
+/** Bodies up to this size with a known length go in one PutObject; larger ones use multipart. */
+export const SINGLE_PUT_MAX_BYTES = 16 * 2 ** 20;
+/** Multipart part size and how many parts are in flight: bounds upload memory to ~40 MiB. */
+export const MULTIPART_PART_BYTES = 8 * 2 ** 20;
+export const MULTIPART_QUEUE_SIZE = 4;
+const CONNECT_TIMEOUT_MS = 5_000;
+
+/** Add a scheme to an endpoint given without one: `localhost:9000` is http only with allow_http. */
+export function resolveS3Endpoint(endpoint: string, allowHttp: boolean): string {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `${allowHttp ? 'http' : 'https'}://${endpoint}`;
+  const url = new URL(withScheme);
+  if (url.protocol === 'http:' && !allowHttp) {
+    throw new Error(`endpoint ${endpoint} is plain http; set allow_http: true to allow it`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`endpoint ${endpoint} must be http or https`);
+  return withScheme.replace(/\/+$/, '');
+}
+
+/** Create an S3 store. Throws a plain Error on a bad endpoint (reported at startup). */
+export function createS3Store(id: string, config: S3StoreConfig): ObjectStore {
+  return new S3Store(id, config);
+}
+
+class S3Store implements ObjectStore {
+  readonly type = 's3';
+  readonly id: string;
+  readonly #client: S3Client;
+  readonly #bucket: string;
+
+  constructor(id: string, config: S3StoreConfig) {
+    this.id = id;
+    this.#bucket = config.bucket;
+    const agentOptions = { keepAlive: true, maxSockets: config.max_sockets, keepAliveMsecs: 1000 };
+    const clientConfig: S3ClientConfig = {
+      region: config.region,
+      // Sized for concurrency: the SDK's default of 50 sockets queues requests under load.
+      requestHandler: {
+        httpAgent: new HttpAgent(agentOptions),
+        httpsAgent: new HttpsAgent(agentOptions),
+        connectionTimeout: CONNECT_TIMEOUT_MS,
+      },
+    };
+    if (config.endpoint) {
+      clientConfig.endpoint = resolveS3Endpoint(config.endpoint, config.allow_http);
+      clientConfig.forcePathStyle = config.force_path_style ?? true;
+      clientConfig.requestChecksumCalculation = 'WHEN_REQUIRED';
+      clientConfig.responseChecksumValidation = 'WHEN_REQUIRED';
+    } else if (config.force_path_style !== undefined) {
+      clientConfig.forcePathStyle = config.force_path_style;
+    }
+    if (config.access_key && config.secret_key) {
+      clientConfig.credentials = { accessKeyId: config.access_key, secretAccessKey: config.secret_key };
+    }
+    this.#client = new S3Client(clientConfig);
+  }
+
+  async head(key: string, opts: StoreRequestOptions = {}): Promise<ObjectMeta | undefined> {
+    try {
+      const out = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }), sendOpts(opts));
+      return {
+        size: out.ContentLength ?? 0,
+        etag: out.ETag,
+        lastModified: out.LastModified,
+        contentType: out.ContentType,
+      };
+    } catch (err) {
+      return this.#notFoundOrThrow(err, 'head');
+    }
+  }
+
+  async get(key: string, opts: GetOptions = {}): Promise<GetResult | undefined> {
+    const range = opts.range;
+    let out;
+    try {
+      out = await this.#client.send(
+        new GetObjectCommand({
+          Bucket: this.#bucket,
+          Key: key,
+          ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+        }),
+        sendOpts(opts),
+      );
+    } catch (err) {
+      return this.#notFoundOrThrow(err, 'get');
+    }
+    const body = out.Body as Readable | undefined;
+    if (!body) throw new StoreError(this.id, 'get', new Error('GetObject returned no body'));
+    let size = out.ContentLength ?? 0;
+    if (range) {
+      const total = /\/(\d+)$/.exec(out.ContentRange ?? '');
+      if (!total) {
+        body.destroy();
+        throw new StoreError(this.id, 'get', new Error(`ranged GetObject returned no Content-Range`));
+      }
+      size = Number(total[1]);
+    }
+    const meta: ObjectMeta = { size, etag: out.ETag, lastModified: out.LastModified, contentType: out.ContentType };
+    return range ? { meta, body, range } : { meta, body };
+  }
+
+  async put(key: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
+    const common = {
+      Bucket: this.#bucket,
+      Key: key,
+      ...(opts.contentType ? { ContentType: opts.contentType } : {}),
+    };
+    try {
+      if (opts.contentLength !== undefined && opts.contentLength <= SINGLE_PUT_MAX_BYTES) {
+        const out = await this.#client.send(
+          new PutObjectCommand({ ...common, Body: body, ContentLength: opts.contentLength }),
+          sendOpts(opts),
+        );
+        return { etag: out.ETag, lastModified: undefined };
+      }
+      // Multipart with a bounded part size and queue; on failure lib-storage aborts the upload
+      // (leavePartsOnError: false), so no orphaned parts are left behind.
+      const upload = new Upload({
+        client: this.#client,
+        params: { ...common, Body: body },
+        partSize: MULTIPART_PART_BYTES,
+        queueSize: MULTIPART_QUEUE_SIZE,
+        leavePartsOnError: false,
+      });
+      const onAbort = () => void upload.abort().catch(() => {});
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        const out = await upload.done();
+        return { etag: out.ETag, lastModified: undefined };
+      } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+      }
+    } catch (err) {
+      body.destroy();
+      throw new StoreError(this.id, 'put', err);
+    }
+  }
+
+  async delete(key: string, opts: StoreRequestOptions = {}): Promise<void> {
+    try {
+      await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }), sendOpts(opts));
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw new StoreError(this.id, 'delete', err);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#client.destroy();
+  }
+
+  #notFoundOrThrow(err: unknown, op: StoreOp): undefined {
+    if (isNotFound(err)) return undefined;
+    throw new StoreError(this.id, op, err, s3ErrorKind(err));
+  }
+}
+
+function sendOpts(opts: StoreRequestOptions): { abortSignal?: AbortSignal } {
+  return opts.signal ? { abortSignal: opts.signal } : {};
+}
+
+/** Only a missing key is "absent": a missing bucket is a misconfiguration and must surface. */
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number }; Code?: string };
+  if (e?.name === 'NoSuchBucket' || e?.Code === 'NoSuchBucket') return false;
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+function s3ErrorKind(err: unknown): string | undefined {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  if (e?.name === 'AccessDenied' || e?.$metadata?.httpStatusCode === 403) return 'access_denied';
+  if (e?.name === 'NoSuchBucket') return 'no_such_bucket';
+  return undefined;
+}
