@@ -7,7 +7,8 @@ import { GatewayError } from './errors.js';
 import { configSourceFromArgs, runServe } from './cli/serve.js';
 
 const USAGE = `usage:
-  cachegate [serve] [--config PATH|env] [PATH]   run the gateway (no config: the embedded default)
+  cachegate [serve] [--config PATH|env] [PATH] [--listen HOST:PORT]
+      run the gateway (no config: the embedded default); --listen overrides the config's listen
   cachegate --help`;
 
 async function main(argv: string[]): Promise<number> {
@@ -16,7 +17,11 @@ async function main(argv: string[]): Promise<number> {
   const args = command ? rest : argv;
   const { values, positionals } = parseArgs({
     args,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      listen: { type: 'string', short: 'l' },
+      help: { type: 'boolean', short: 'h' },
+    },
     allowPositionals: true,
   });
   if (values.help) {
@@ -24,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length > 1) throw new GatewayError('GW_ERR_BAD_REQUEST', `unexpected arguments: ${positionals.slice(1).join(' ')}\n${USAGE}`);
-  return runServe(configSourceFromArgs(values.config, positionals[0]));
+  return runServe(configSourceFromArgs(values.config, positionals[0]), values.listen);
 }
 
 main(process.argv.slice(2)).then(

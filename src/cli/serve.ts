@@ -20,12 +20,20 @@ export function configSourceFromArgs(configFlag: string | undefined, positional:
 }
 
 /** Run the gateway; resolves when it has stopped. */
-export async function runServe(source: ConfigSource): Promise<number> {
+export async function runServe(source: ConfigSource, listenOverride?: string): Promise<number> {
   const runtime = readRuntimeEnv();
   const log = createLogger({ level: runtime.logLevel });
   const loaded = await loadConfig(source);
   const { config } = loaded;
-  const { host, port } = parseListen(config.listen);
+  if (listenOverride !== undefined) config.listen = listenOverride;
+  let listenAt: { host: string; port: number };
+  try {
+    listenAt = parseListen(config.listen);
+  } catch (err) {
+    console.error(`cachegate: --listen: ${(err as Error).message}`);
+    return 2;
+  }
+  const { host, port } = listenAt;
   const gateway = createGateway(config, { log });
 
   if (source.kind === 'default') await writeSampleObject(config.stores.local);

@@ -5,30 +5,48 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { StoreTimeoutError } from '../errors.js';
 
-/** Run `fn` with a signal that aborts after `ms`; the timer stops as soon as `fn` settles. */
-export async function withDeadline<T>(ms: number, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+/**
+ * Run `fn` with a signal that aborts after `ms`. The deadline holds even if `fn` ignores the
+ * signal: the returned promise rejects on time, and a result that arrives late is handed to
+ * `disposeLate` (to destroy a body that nobody will read). The timer stops once `fn` settles.
+ */
+export function withDeadline<T>(
+  ms: number,
+  what: string,
+  fn: (signal: AbortSignal) => Promise<T>,
+  disposeLate?: (late: T) => void,
+): Promise<T> {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new StoreTimeoutError(`${what} took longer than ${ms} ms`)), ms);
-  try {
-    return await fn(controller.signal);
-  } catch (err) {
-    // SDKs report an abort as their own AbortError; the deadline is the real cause.
-    if (controller.signal.aborted) throw controller.signal.reason;
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      settled = true;
+      const reason = new StoreTimeoutError(`${what} took longer than ${ms} ms`);
+      controller.abort(reason);
+      reject(reason);
+    }, ms);
+    fn(controller.signal).then(
+      (value) => {
+        clearTimeout(timer);
+        if (settled) disposeLate?.(value);
+        else resolve(value);
+        settled = true;
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        // SDKs report an abort as their own AbortError; the deadline is the real cause.
+        if (!settled) reject(controller.signal.aborted ? controller.signal.reason : err);
+        settled = true;
+      },
+    );
+  });
 }
 
 /** A timer that fires when `touch()` has not been called for `ms`. */
 export class IdleTimer {
-  readonly #ms: number;
-  readonly #onIdle: () => void;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(ms: number, onIdle: () => void) {
-    this.#ms = ms;
-    this.#onIdle = onIdle;
     this.#timer = setTimeout(onIdle, ms);
   }
 

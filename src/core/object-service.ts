@@ -152,21 +152,40 @@ export class ObjectService {
     return this.#buffered(store, key, ck, fill, res);
   }
 
-  /** Stream a cacheable object into a FillBuffer; resolve once the first bytes (or the end) arrive. */
+  /**
+   * Stream a cacheable object into a FillBuffer; resolve once the first bytes (or the end)
+   * arrive. The entry is committed the moment its last byte arrives, before any reader can see
+   * the end of the body, so a request that follows a finished response is always a hit.
+   */
   #buffered(store: ObjectStore, key: string, ck: string, fill: Fill, res: GetResult): Promise<FillState> {
     const { body, meta: storeMeta } = res;
     const fb = new FillBuffer(storeMeta.size);
     const started = performance.now();
     return new Promise<FillState>((resolve, reject) => {
       let meta: CachedMeta | undefined;
+      let completed = false;
       const publish = () => {
         meta ??= toCachedMeta(key, storeMeta, fb.head(SNIFF_BYTES));
         resolve({ kind: 'buffered', meta, buffer: fb });
+      };
+      const complete = () => {
+        completed = true;
+        idle.stop();
+        const buffer = fb.finish();
+        publish();
+        // A write may have detached this fill meanwhile: then it must not publish its bytes.
+        let cached = false;
+        if (this.#fills.isCurrent(ck, fill)) {
+          cached = this.#o.memory.set(ck, { meta: meta!, body: buffer });
+          this.#fills.release(ck, fill);
+        }
+        this.#o.onEvent?.({ type: 'fill-done', storeId: store.id, bytes: buffer.length, cached });
       };
       const idle = new IdleTimer(this.#o.storeIdleTimeoutMs, () =>
         body.destroy(new StoreError(store.id, 'get', new Error(`body stalled for ${this.#o.storeIdleTimeoutMs} ms`), 'timeout')),
       );
       body.on('data', (chunk: Buffer) => {
+        if (completed) return;
         idle.touch();
         try {
           fb.append(chunk);
@@ -174,36 +193,26 @@ export class ObjectService {
           body.destroy(err as Error);
           return;
         }
+        if (fb.filled === fb.size) {
+          complete();
+          return;
+        }
         // Enough bytes to sniff the type (or a type that needs none): waiters may start now.
         if (meta === undefined && (fb.filled >= SNIFF_BYTES || !needsSniff(key, storeMeta.contentType))) publish();
       });
       finished(body, (err) => {
         idle.stop();
-        // A write may have detached this fill meanwhile: then it must not publish its bytes.
-        const current = this.#fills.isCurrent(ck, fill);
-        let buffer: Buffer | undefined;
-        if (!err) {
-          try {
-            buffer = fb.finish();
-          } catch (e) {
-            err = e as Error;
-          }
-        }
-        if (err || !buffer) {
-          const error = err instanceof StoreError ? err : new StoreError(store.id, 'get', err);
-          fb.fail(error);
-          this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op: 'get', outcome: 'error', errorKind: error.kind, durationMs: performance.now() - started });
-          this.#fills.release(ck, fill);
-          reject(error);
+        if (completed) return;
+        if (!err && fb.size === 0) {
+          complete();
           return;
         }
-        publish();
-        let cached = false;
-        if (current) {
-          cached = this.#o.memory.set(ck, { meta: meta!, body: buffer });
-          this.#fills.release(ck, fill);
-        }
-        this.#o.onEvent?.({ type: 'fill-done', storeId: store.id, bytes: buffer.length, cached });
+        const cause = err ?? new Error(`store body ended after ${fb.filled} of ${fb.size} bytes`);
+        const error = cause instanceof StoreError ? cause : new StoreError(store.id, 'get', cause);
+        fb.fail(error);
+        this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op: 'get', outcome: 'error', errorKind: error.kind, durationMs: performance.now() - started });
+        this.#fills.release(ck, fill);
+        reject(error);
       });
     });
   }
@@ -263,7 +272,7 @@ export class ObjectService {
   async #timed<T>(store: ObjectStore, op: StoreOp, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const started = performance.now();
     try {
-      const result = await withDeadline(this.#o.storeTimeoutMs, `store '${store.id}' ${op}`, fn);
+      const result = await withDeadline(this.#o.storeTimeoutMs, `store '${store.id}' ${op}`, fn, destroyLateBody);
       this.#o.onEvent?.({
         type: 'store-op',
         storeId: store.id,
@@ -278,6 +287,11 @@ export class ObjectService {
       throw error;
     }
   }
+}
+
+/** A store answer that arrived after its deadline: release its body (and socket). */
+function destroyLateBody(late: unknown): void {
+  (late as GetResult | undefined)?.body?.destroy?.();
 }
 
 /** The cache key of an object: bucket id and key, separated by a byte no key may hold. */

@@ -25,13 +25,12 @@ export function sendBuffer(c: Context, status: StatusCode, headers: Headers, bod
   return c.body(body as Uint8Array<ArrayBuffer>, status as never, headers);
 }
 
-/** Send headers only (HEAD), keeping our Content-Length instead of the adapter's 0. */
-export function sendHead<E extends NodeEnv>(c: Context<E>, status: StatusCode, headers: Headers): Response {
-  const out = c.env?.outgoing;
-  if (!out) return c.body(null, status as never, headers);
-  out.writeHead(status, headers);
-  out.end();
-  return RESPONSE_ALREADY_SENT;
+/**
+ * Send headers only (HEAD). Hono answers HEAD by re-wrapping the GET response, so this goes
+ * through the adapter rather than the raw response; the adapter keeps our Content-Length.
+ */
+export function sendHead(c: Context, status: StatusCode, headers: Headers): Response {
+  return c.body(null, status as never, headers);
 }
 
 /**

@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
@@ -27,6 +28,8 @@ export const SINGLE_PUT_MAX_BYTES = 16 * 2 ** 20;
 export const MULTIPART_PART_BYTES = 8 * 2 ** 20;
 export const MULTIPART_QUEUE_SIZE = 4;
 const CONNECT_TIMEOUT_MS = 5_000;
+/** How long a confirmed bucket is trusted when a HEAD says 404 (HEAD has no error body). */
+const BUCKET_CHECK_TTL_MS = 30_000;
 
 /** Add a scheme to an endpoint given without one: `localhost:9000` is http only with allow_http. */
 export function resolveS3Endpoint(endpoint: string, allowHttp: boolean): string {
@@ -49,6 +52,7 @@ class S3Store implements ObjectStore {
   readonly id: string;
   readonly #client: S3Client;
   readonly #bucket: string;
+  #bucketConfirmedAt = -Infinity;
 
   constructor(id: string, config: S3StoreConfig) {
     this.id = id;
@@ -87,7 +91,9 @@ class S3Store implements ObjectStore {
         contentType: out.ContentType,
       };
     } catch (err) {
-      return this.#notFoundOrThrow(err, 'head');
+      const absent = this.#notFoundOrThrow(err, 'head');
+      await this.#confirmBucket(opts);
+      return absent;
     }
   }
 
@@ -169,6 +175,21 @@ class S3Store implements ObjectStore {
 
   async close(): Promise<void> {
     this.#client.destroy();
+  }
+
+  /**
+   * A HEAD 404 cannot tell a missing key from a missing bucket, so confirm the bucket (at most
+   * every BUCKET_CHECK_TTL_MS): a missing bucket is a misconfiguration, never "not found".
+   */
+  async #confirmBucket(opts: StoreRequestOptions): Promise<void> {
+    const now = performance.now();
+    if (now - this.#bucketConfirmedAt < BUCKET_CHECK_TTL_MS) return;
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }), sendOpts(opts));
+      this.#bucketConfirmedAt = now;
+    } catch (err) {
+      throw new StoreError(this.id, 'head', err, isNotFound(err) ? 'no_such_bucket' : s3ErrorKind(err));
+    }
   }
 
   #notFoundOrThrow(err: unknown, op: StoreOp): undefined {
