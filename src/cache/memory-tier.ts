@@ -7,6 +7,8 @@ import type { CacheEntry, TierEventListener, TierStats } from './types.js';
 
 /** Per-entry bookkeeping beyond the body: key, metadata object, LRU node (measured roughly). */
 export const ENTRY_OVERHEAD_BYTES = 320;
+/** Room for an ETag and a Content-Type when only the body size is known yet. */
+const META_ESTIMATE_BYTES = 256;
 
 export interface MemoryTierOptions {
   maxBytes: number;
@@ -57,15 +59,19 @@ export class MemoryTier {
     return this.#lru?.has(key) ?? false;
   }
 
-  /** Whether an entry of `bodyBytes` could be held at all. */
+  /**
+   * Whether an entry of `bodyBytes` could be held at all (a pre-check before fetching; metadata
+   * is estimated at its usual upper size, `set()` checks the exact size).
+   */
   accepts(key: string, bodyBytes: number): boolean {
-    return this.#lru !== undefined && bodyBytes + key.length + ENTRY_OVERHEAD_BYTES <= this.#maxEntryBytes;
+    return this.#lru !== undefined && bodyBytes + key.length + ENTRY_OVERHEAD_BYTES + META_ESTIMATE_BYTES <= this.#maxEntryBytes;
   }
 
   /** Store an entry; returns false (and stores nothing) when it is too large for this tier. */
   set(key: string, entry: CacheEntry): boolean {
     const bytes = entrySize(key, entry);
-    if (!this.#lru || !this.accepts(key, entry.body.length)) {
+    // Compare the size lru-cache will charge: over maxEntrySize it silently drops the entry.
+    if (!this.#lru || bytes > this.#maxEntryBytes) {
       this.#onEvent?.({ type: 'rejected', tier: this.name, bytes, reason: 'too_large' });
       return false;
     }

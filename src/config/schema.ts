@@ -33,7 +33,10 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
 });
 
 /** A non-empty string; env and YAML both may produce numbers for things like bucket names. */
-const str = z.union([z.string(), z.number()]).transform(String).pipe(z.string().min(1, 'must not be empty'));
+const str = z
+  .union([z.string(), z.number()], { error: (iss) => (iss.input === undefined ? 'required' : 'expected a string') })
+  .transform(String)
+  .pipe(z.string().min(1, 'must not be empty'));
 
 /** A list that env mode may give as one comma-separated string. */
 const strList = z.preprocess(

@@ -22,7 +22,11 @@ export function rawPathOf(target: string): string {
   let t = target;
   if (!t.startsWith('/')) {
     const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(t);
-    t = m ? t.slice(m[0].length) || '/' : t;
+    if (m) {
+      // An empty path is `/` (RFC 3986 §6.2.3), also when a query follows the authority.
+      const rest = t.slice(m[0].length);
+      t = rest.startsWith('/') ? rest : `/${rest}`;
+    }
   }
   const q = t.search(/[?#]/);
   return q === -1 ? t : t.slice(0, q);

@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { StoreError, type StoreOp } from '../errors.js';
 import type { AzureStoreConfig } from '../config/schema.js';
+import { checkContentRange } from './content-range.js';
 import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, StoreRequestOptions } from './types.js';
 
 /** Block size and parallelism for streamed uploads: bounds upload memory to ~32 MiB. */
@@ -61,14 +62,7 @@ class AzureStore implements ObjectStore {
     const body = res.readableStreamBody as Readable | undefined;
     if (!body) throw new StoreError(this.id, 'get', new Error('download returned no body'));
     let size = res.contentLength ?? 0;
-    if (range) {
-      const total = /\/(\d+)$/.exec(res.contentRange ?? '');
-      if (!total) {
-        body.destroy();
-        throw new StoreError(this.id, 'get', new Error('ranged download returned no Content-Range'));
-      }
-      size = Number(total[1]);
-    }
+    if (range) size = checkContentRange(res.contentRange, range, body, this.id);
     const meta: ObjectMeta = { size, etag: res.etag, lastModified: res.lastModified, contentType: res.contentType };
     return range ? { meta, body, range } : { meta, body };
   }

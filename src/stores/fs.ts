@@ -139,7 +139,17 @@ class FsStore implements ObjectStore {
       }
       throw new StoreError(this.id, op, err);
     }
-    return this.#checkInside(realRoot, path.join(parentReal, path.basename(file)), op);
+    const candidate = this.#checkInside(realRoot, path.join(parentReal, path.basename(file)), op);
+    // rename and unlink act on a link itself; reads follow it, so its target must be inside too.
+    if (forWrite || op === 'delete') return candidate;
+    let target: string;
+    try {
+      target = await realpath(candidate);
+    } catch (err) {
+      if (NOT_FOUND_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
+      throw new StoreError(this.id, op, err);
+    }
+    return this.#checkInside(realRoot, target, op);
   }
 
   #checkInside(realRoot: string, candidate: string, op: StoreOp): string {

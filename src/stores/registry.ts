@@ -3,6 +3,7 @@
  * the set of configured stores keyed by bucket id.
  */
 import type { StoreConfig } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
 import { createAzureStore } from './azure.js';
 import { createFsStore } from './fs.js';
 import { createS3Store } from './s3.js';
@@ -32,7 +33,7 @@ export interface StoreRegistry {
   closeAll(): Promise<void>;
 }
 
-/** Build every configured store. Throws an Error naming the store on a bad store config. */
+/** Build every configured store. Throws a GW_ERR_CONFIG naming the store on a bad store config. */
 export function createStoreRegistry(stores: Record<string, StoreConfig>, options: StoreFactoryOptions): StoreRegistry {
   const byId = new Map<string, ObjectStore>();
   for (const [id, config] of Object.entries(stores)) {
@@ -40,7 +41,7 @@ export function createStoreRegistry(stores: Record<string, StoreConfig>, options
     try {
       byId.set(id, driver(id, config, options));
     } catch (err) {
-      throw new Error(`stores.${id}: ${(err as Error).message}`, { cause: err });
+      throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n  stores.${id}: ${(err as Error).message}`, { cause: err });
     }
   }
   return fromStores(byId);

@@ -20,6 +20,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { StoreError, type StoreOp } from '../errors.js';
 import type { S3StoreConfig } from '../config/schema.js';
+import { checkContentRange } from './content-range.js';
 import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, StoreRequestOptions } from './types.js';
 
 /** Bodies up to this size with a known length go in one PutObject; larger ones use multipart. */
@@ -115,14 +116,7 @@ class S3Store implements ObjectStore {
     const body = out.Body as Readable | undefined;
     if (!body) throw new StoreError(this.id, 'get', new Error('GetObject returned no body'));
     let size = out.ContentLength ?? 0;
-    if (range) {
-      const total = /\/(\d+)$/.exec(out.ContentRange ?? '');
-      if (!total) {
-        body.destroy();
-        throw new StoreError(this.id, 'get', new Error(`ranged GetObject returned no Content-Range`));
-      }
-      size = Number(total[1]);
-    }
+    if (range) size = checkContentRange(out.ContentRange, range, body, this.id);
     const meta: ObjectMeta = { size, etag: out.ETag, lastModified: out.LastModified, contentType: out.ContentType };
     return range ? { meta, body, range } : { meta, body };
   }
@@ -135,11 +129,23 @@ class S3Store implements ObjectStore {
     };
     try {
       if (opts.contentLength !== undefined && opts.contentLength <= SINGLE_PUT_MAX_BYTES) {
-        const out = await this.#client.send(
-          new PutObjectCommand({ ...common, Body: body, ContentLength: opts.contentLength }),
-          sendOpts(opts),
-        );
-        return { etag: out.ETag, lastModified: undefined };
+        // The SDK pipes the body into the request but never listens for its errors: a source
+        // that fails would leave the request open forever. Abort the request instead.
+        const sourceFailed = new AbortController();
+        const onBodyError = (err: unknown): void => sourceFailed.abort(err);
+        body.once('error', onBodyError);
+        const signal = opts.signal ? AbortSignal.any([opts.signal, sourceFailed.signal]) : sourceFailed.signal;
+        try {
+          const out = await this.#client.send(
+            new PutObjectCommand({ ...common, Body: body, ContentLength: opts.contentLength }),
+            { abortSignal: signal },
+          );
+          return { etag: out.ETag, lastModified: undefined };
+        } catch (err) {
+          throw sourceFailed.signal.aborted ? sourceFailed.signal.reason : err;
+        } finally {
+          body.off('error', onBodyError);
+        }
       }
       // Multipart with a bounded part size and queue; on failure lib-storage aborts the upload
       // (leavePartsOnError: false), so no orphaned parts are left behind.

@@ -1,0 +1,226 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { setImmediate as tick } from 'node:timers/promises';
+
+import { describe, expect, it } from 'vitest';
+
+import { FillBuffer } from '../../src/core/fill-buffer.js';
+
+async function collect(reader: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of reader) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Split `data` into chunks of uneven sizes, as a store would send them. */
+function chunksOf(data: Buffer, sizes: readonly number[] = [1, 7, 100, 4096, 65_536, 13]): Buffer[] {
+  const out: Buffer[] = [];
+  let pos = 0;
+  let i = 0;
+  while (pos < data.length) {
+    const n = sizes[i++ % sizes.length]!;
+    out.push(data.subarray(pos, pos + n));
+    pos += n;
+  }
+  return out;
+}
+
+/** A promise for the outcome of `p`, so a rejection is never left unhandled while the test runs on. */
+function settle<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+}
+
+describe('FillBuffer', () => {
+  it('gives readers created before, during and after the fill byte-identical data', async () => {
+    const data = randomBytes(300_000);
+    const fill = new FillBuffer(data.length);
+    const before = [collect(fill.createReader()), collect(fill.createReader())];
+    const during: Array<Promise<Buffer>> = [];
+
+    const chunks = chunksOf(data);
+    for (const [i, chunk] of chunks.entries()) {
+      fill.append(chunk);
+      if (i === 3 || i === Math.floor(chunks.length / 2)) during.push(collect(fill.createReader()));
+      await tick();
+    }
+    const finished = fill.finish();
+    const after = collect(fill.createReader());
+
+    expect(finished.equals(data)).toBe(true);
+    expect(fill.done).toBe(true);
+    expect(fill.filled).toBe(data.length);
+    expect(during).toHaveLength(2);
+    for (const got of await Promise.all([...before, ...during, after])) {
+      expect(got.length).toBe(data.length);
+      expect(got.equals(data)).toBe(true);
+    }
+  });
+
+  it('gives a reader created mid-fill the bytes from 0, not from where the fill is', async () => {
+    const data = randomBytes(10_000);
+    const fill = new FillBuffer(data.length);
+    fill.append(data.subarray(0, 6000));
+    const reader = collect(fill.createReader());
+    await tick();
+    fill.append(data.subarray(6000));
+    fill.finish();
+    expect((await reader).equals(data)).toBe(true);
+  });
+
+  it('serves exactly the requested inclusive range', async () => {
+    const data = randomBytes(5000);
+    const fill = new FillBuffer(data.length);
+    const mid = collect(fill.createReader(1000, 1999));
+    const first = collect(fill.createReader(0, 0));
+    const last = collect(fill.createReader(4999, 4999));
+    const tail = collect(fill.createReader(4000));
+    for (const chunk of chunksOf(data, [333])) {
+      fill.append(chunk);
+      await tick();
+    }
+    fill.finish();
+    const afterFill = collect(fill.createReader(17, 4321));
+
+    expect((await mid).equals(data.subarray(1000, 2000))).toBe(true);
+    expect((await first).equals(data.subarray(0, 1))).toBe(true);
+    expect((await last).equals(data.subarray(4999))).toBe(true);
+    expect((await tail).equals(data.subarray(4000))).toBe(true);
+    expect((await afterFill).equals(data.subarray(17, 4322))).toBe(true);
+  });
+
+  it('ends a range reader as soon as its range is filled, before the fill finishes', async () => {
+    const data = randomBytes(1000);
+    const fill = new FillBuffer(data.length);
+    const reader = collect(fill.createReader(0, 99));
+    fill.append(data.subarray(0, 500));
+    // Never finished: the reader must still end, having all of its range.
+    expect((await reader).equals(data.subarray(0, 100))).toBe(true);
+    expect(fill.done).toBe(false);
+  });
+
+  it('delivers early bytes before finish() is called', async () => {
+    const data = randomBytes(2000);
+    const fill = new FillBuffer(data.length);
+    const reader = fill.createReader();
+    const firstChunk = once(reader, 'data') as Promise<[Buffer]>;
+
+    fill.append(data.subarray(0, 500));
+    const [chunk] = await firstChunk;
+    expect(fill.done).toBe(false);
+    expect(fill.filled).toBe(500);
+    expect(chunk.equals(data.subarray(0, 500))).toBe(true);
+
+    const rest = collect(reader);
+    fill.append(data.subarray(500));
+    fill.finish();
+    expect((await rest).equals(data.subarray(500))).toBe(true);
+  });
+
+  it('serves an empty object', async () => {
+    const fill = new FillBuffer(0);
+    const before = collect(fill.createReader());
+    expect(fill.finish().length).toBe(0);
+    expect((await before).length).toBe(0);
+    expect((await collect(fill.createReader())).length).toBe(0);
+  });
+
+  it('exposes the filled head for sniffing', () => {
+    const fill = new FillBuffer(100);
+    fill.append(Buffer.from('abc'));
+    expect(fill.head(64).toString()).toBe('abc');
+    fill.append(Buffer.alloc(97, 0x61));
+    expect(fill.head(64).length).toBe(64);
+  });
+
+  it('destroys waiting readers, and readers created later, with the fill error', async () => {
+    const data = randomBytes(1000);
+    const fill = new FillBuffer(data.length);
+    const waiting = settle(collect(fill.createReader()));
+    fill.append(data.subarray(0, 100));
+    const midway = settle(collect(fill.createReader(50)));
+    await tick();
+
+    const boom = new Error('upstream reset');
+    fill.fail(boom);
+    const later = settle(collect(fill.createReader()));
+
+    for (const outcome of await Promise.all([waiting, midway, later])) {
+      expect(outcome.ok).toBe(false);
+      expect(!outcome.ok && outcome.error).toBe(boom);
+    }
+  });
+
+  it('ignores appends and a second failure after fail()', async () => {
+    const fill = new FillBuffer(10);
+    const first = new Error('first');
+    fill.fail(first);
+    fill.fail(new Error('second'));
+    fill.append(Buffer.alloc(5));
+    expect(fill.filled).toBe(0);
+    const outcome = await settle(collect(fill.createReader()));
+    expect(!outcome.ok && outcome.error).toBe(first);
+  });
+
+  it('does not fail readers of a completed fill', async () => {
+    const data = randomBytes(100);
+    const fill = new FillBuffer(data.length);
+    fill.append(data);
+    fill.finish();
+    fill.fail(new Error('too late'));
+    expect((await collect(fill.createReader())).equals(data)).toBe(true);
+  });
+
+  it('throws when the store sends more than the announced size', () => {
+    const fill = new FillBuffer(10);
+    fill.append(Buffer.alloc(8));
+    expect(() => fill.append(Buffer.alloc(3))).toThrow(/more than the announced 10 bytes/);
+    expect(fill.filled).toBe(8);
+  });
+
+  it('throws when finish() is called before every announced byte arrived', () => {
+    const fill = new FillBuffer(10);
+    fill.append(Buffer.alloc(7));
+    expect(() => fill.finish()).toThrow(/7 of 10 bytes/);
+    expect(fill.done).toBe(false);
+  });
+
+  it('lets one reader be destroyed without affecting another', async () => {
+    const data = randomBytes(50_000);
+    const fill = new FillBuffer(data.length);
+    const quitter = fill.createReader();
+    const survivor = collect(fill.createReader());
+    const quitterDone = once(quitter, 'close');
+    quitter.resume();
+
+    fill.append(data.subarray(0, 10_000));
+    await tick();
+    quitter.destroy();
+    await quitterDone;
+
+    for (const chunk of chunksOf(data.subarray(10_000), [4096])) {
+      fill.append(chunk);
+      await tick();
+    }
+    fill.finish();
+    expect((await survivor).equals(data)).toBe(true);
+    expect(quitter.destroyed).toBe(true);
+  });
+
+  it('keeps serving other readers when a slow reader has not read anything', async () => {
+    const data = randomBytes(20_000);
+    const fill = new FillBuffer(data.length);
+    const slow = fill.createReader();
+    const fast = collect(fill.createReader());
+    for (const chunk of chunksOf(data, [1000])) {
+      fill.append(chunk);
+      await tick();
+    }
+    fill.finish();
+    expect((await fast).equals(data)).toBe(true);
+    expect((await collect(slow)).equals(data)).toBe(true);
+  });
+});
