@@ -258,3 +258,40 @@ describe('singleflight streaming, failures and deadlines', () => {
     expect(gw.gateway.memory.stats().bytes).toBeLessThanOrEqual(64 * 2 ** 20);
   });
 });
+
+describe('store sockets are released on every path', () => {
+  let srv: S3rverInstance;
+  let gw: TestGateway;
+  const body = randomBytes(6 * 2 ** 20);
+
+  beforeAll(async () => {
+    srv = await startS3rver({ buckets: ['sockets'] });
+    // Four sockets only: a body left unread after a client abort would hold one for good.
+    const s3 = createS3Store('media', {
+      type: 's3', bucket: 'sockets', region: 'us-east-1', access_key: srv.accessKeyId, secret_key: srv.secretAccessKey,
+      endpoint: srv.endpoint, allow_http: true, max_sockets: 4,
+    });
+    await s3.put('big.bin', Readable.from([body]), { contentLength: body.length });
+    await s3.put('small.bin', Readable.from([Buffer.from('small')]), { contentLength: 5 });
+    gw = await startGateway({ cache: { max_memory: '16MiB', max_object_size: '1MiB' }, limits: { store_timeout: '5s' } }, [s3]);
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await srv?.stop();
+  });
+
+  it('keeps working after a dozen clients abort oversized downloads mid-body', async () => {
+    for (let i = 0; i < 12; i++) {
+      const ac = new AbortController();
+      const res = await fetch(`${gw.url}/media/big.bin`, { headers: AUTH, signal: ac.signal });
+      const partial = await readAtLeast(res, 64 * 1024);
+      expect(partial.received).toBeGreaterThan(0);
+      ac.abort();
+    }
+    const small = await fetch(`${gw.url}/media/small.bin`, { headers: AUTH });
+    expect(small.status).toBe(200);
+    expect(await small.text()).toBe('small');
+    const big = await fetch(`${gw.url}/media/big.bin`, { headers: AUTH });
+    expect(Buffer.from(await big.arrayBuffer()).equals(body)).toBe(true);
+  });
+});
