@@ -7,6 +7,8 @@ import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { createBearerVerifier } from './auth/bearer.js';
+import { createKeyring } from './auth/keys.js';
+import { createLinkVerifier } from './auth/token.js';
 import { createMemoryTier } from './cache/memory-tier.js';
 import type { Config } from './config/schema.js';
 import { createObjectService, type ObjectService } from './core/object-service.js';
@@ -48,7 +50,12 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     ...(deps.onCoreEvent ? { onEvent: deps.onCoreEvent } : {}),
   });
   const bearerTokens = [...(config.auth.bearer_token ? [config.auth.bearer_token] : []), ...config.auth.bearer_tokens];
-  const app = buildApp({ service, auth: { bearer: createBearerVerifier(bearerTokens) }, log: deps.log });
+  const keys = createKeyring(config.auth);
+  const auth = {
+    bearer: createBearerVerifier(bearerTokens),
+    ...(keys.length > 0 ? { links: createLinkVerifier({ keys, clockSkewMs: config.auth.clock_skew }) } : {}),
+  };
+  const app = buildApp({ service, auth, log: deps.log });
 
   let server: Server | undefined;
   return {

@@ -4,11 +4,12 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { GatewayError } from '../errors.js';
+import type { LinkClaims } from '../sign/index.js';
 import type { ObjectPath } from '../http/object-path.js';
 import { bearerFromHeader, type BearerVerifier } from './bearer.js';
 
 /** Who a request was authenticated as. */
-export type AuthResult = { kind: 'bearer' } | { kind: 'link'; expiresAt: number };
+export type AuthResult = { kind: 'bearer' } | { kind: 'link'; claims: LinkClaims };
 
 /** Verifies a `sig` value for a request; filled in by the links module. */
 export type LinkVerifier = (sig: string, request: { method: string; bucket: string; key: string }) => AuthResult;

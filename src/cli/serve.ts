@@ -38,6 +38,16 @@ export async function runServe(source: ConfigSource, listenOverride?: string): P
 
   if (source.kind === 'default') await writeSampleObject(config.stores.local);
 
+  // Handle signals from the start: a SIGTERM right after startup must still stop cleanly.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      log.info({ signal }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+
   let url: string;
   try {
     ({ url } = await gateway.listen(host, port));
@@ -58,14 +68,7 @@ export async function runServe(source: ConfigSource, listenOverride?: string): P
     console.log(`curl -H 'Authorization: Bearer ${loaded.generatedBearerToken}' ${url}/local/${SAMPLE_KEY}`);
   }
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      log.info({ signal }, 'shutting down');
-      resolve();
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
+  await stopped;
   await gateway.close();
   return 0;
 }

@@ -129,7 +129,7 @@ export function validateConfig(raw: unknown): Config {
     }
   }
   const a = config.auth;
-  if (!a.bearer_token && a.bearer_tokens.length === 0 && !a.public_key && a.keys.length === 0) {
+  if (!a.bearer_token && a.bearer_tokens.length === 0 && !a.public_key && !a.private_key && a.keys.length === 0) {
     throw new GatewayError(
       'GW_ERR_CONFIG',
       'invalid config:\n  auth: set bearer_token, bearer_tokens, public_key or keys (an open gateway is not supported)',
