@@ -19,6 +19,8 @@ export interface AppDeps {
   service: ObjectService;
   auth: AuthOptions;
   log: Logger;
+  /** `limits.max_upload_size`. */
+  maxUploadBytes: number;
 }
 
 /** Build the gateway's HTTP app. */
@@ -30,7 +32,7 @@ export function buildApp(deps: AppDeps): Hono<ObjectEnv> {
     objectMethodsMiddleware(),
     parseObjectPathMiddleware(),
     createAuthMiddleware(deps.auth),
-    createObjectHandler({ service: deps.service, log: deps.log }),
+    createObjectHandler({ service: deps.service, log: deps.log, maxUploadBytes: deps.maxUploadBytes }),
   );
   app.onError((err, c) => errorResponse(c, err, deps.log));
   return app;

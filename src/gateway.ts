@@ -55,7 +55,7 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     bearer: createBearerVerifier(bearerTokens),
     ...(keys.length > 0 ? { links: createLinkVerifier({ keys, clockSkewMs: config.auth.clock_skew }) } : {}),
   };
-  const app = buildApp({ service, auth, log: deps.log });
+  const app = buildApp({ service, auth, log: deps.log, maxUploadBytes: config.limits.max_upload_size });
 
   let server: Server | undefined;
   return {
@@ -67,6 +67,7 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     listen(host, port) {
       return new Promise((resolve, reject) => {
         const s = serve({ fetch: app.fetch, hostname: host ?? '127.0.0.1', port: port ?? 0 }) as Server;
+        s.on('clientError', answerClientError);
         s.once('error', reject);
         s.once('listening', () => {
           s.off('error', reject);
@@ -89,4 +90,19 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
       await stores.closeAll();
     },
   };
+}
+
+/**
+ * Requests Node's HTTP parser refuses (a malformed or negative Content-Length, bad header bytes,
+ * oversized headers) get a one-line JSON reason instead of a bare 400, and the socket is closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (!socket.writable || (err.code === 'ECONNRESET' && !socket.readable)) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  const body = JSON.stringify({ error: tooLarge ? 'request headers too large' : 'malformed HTTP request', code: 'GW_ERR_BAD_REQUEST' });
+  socket.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }

@@ -5,7 +5,6 @@
 import { parseArgs } from 'node:util';
 import { GatewayError } from './errors.js';
 import { runKeygen, runSign, runVerify } from './cli/keys.js';
-import { configSourceFromArgs, runServe } from './cli/serve.js';
 
 const USAGE = `usage:
   cachegate [serve] [--config PATH|env] [PATH] [--listen HOST:PORT]
@@ -80,6 +79,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (positionals.length > 1) throw usageError(`unexpected arguments: ${positionals.slice(1).join(' ')}`);
+      // Imported here so keygen/sign/verify do not load the store SDKs (most of a second).
+      const { configSourceFromArgs, runServe } = await import('./cli/serve.js');
       return runServe(configSourceFromArgs(values.config, positionals[0]), values.listen);
     }
   }

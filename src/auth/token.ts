@@ -136,7 +136,8 @@ export function createLinkVerifier(options: LinkVerifierOptions): LinkVerifier {
       verified = verifyTokenSignature(sig, options.keys);
       cache.set(sig, verified);
     }
-    checkClaims(verified.claims, request, now() / 1000, skewSec);
+    // Whole seconds, as cachegate compares: a link is expired only once `exp` < now.
+    checkClaims(verified.claims, request, Math.floor(now() / 1000), skewSec);
     return { kind: 'link', claims: verified.claims };
   };
 }

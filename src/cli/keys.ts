@@ -6,7 +6,7 @@ import { open } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { createKeyring, importPublicKey, type VerifyKey } from '../auth/keys.js';
 import { checkClaims, verifyTokenSignature } from '../auth/token.js';
-import { loadConfig } from '../config/load.js';
+import { loadKeysConfig } from '../config/load.js';
 import { parseDurationMs } from '../config/size.js';
 import { GatewayError } from '../errors.js';
 import { parseObjectPath, rawPathOf } from '../http/object-path.js';
@@ -57,11 +57,11 @@ export async function runSign(args: SignArgs): Promise<number> {
   let baseUrl = args.baseUrl;
   if (!privateKey) {
     if (!args.config) throw new GatewayError('GW_ERR_BAD_REQUEST', 'give --key KEY or --config FILE');
-    const { config } = await loadConfig({ kind: 'file', path: args.config });
+    const config = await loadKeysConfig(args.config);
     const signer = pickSigner(createKeyring(config.auth), kid);
     privateKey = signer.privateKey;
     kid = signer.id;
-    baseUrl ??= `http://${config.listen.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}`;
+    baseUrl ??= `http://${(config.listen ?? '0.0.0.0:8080').replace(/^0\.0\.0\.0:/, '127.0.0.1:')}`;
   }
   const expiresInSec = Math.round(parseDurationMs(args.expiresIn) / 1000);
   const link = await signLink({
@@ -92,7 +92,7 @@ export async function runVerify(url: string, args: { config: string | undefined;
   if (args.publicKey) {
     keys = [{ id: undefined, publicKey: importPublicKey(args.publicKey, '--public-key'), privateKey: undefined }];
   } else if (args.config) {
-    const { config } = await loadConfig({ kind: 'file', path: args.config });
+    const config = await loadKeysConfig(args.config);
     keys = createKeyring(config.auth);
     skewMs = config.auth.clock_skew;
   } else {
@@ -104,7 +104,7 @@ export async function runVerify(url: string, args: { config: string | undefined;
     if (!sig) throw new GatewayError('GW_ERR_UNAUTHORIZED', 'the URL has no sig parameter');
     const { bucket, key } = parseObjectPath(rawPathOf(url));
     const { claims, kid } = verifyTokenSignature(sig, keys);
-    checkClaims(claims, { method: claims.m, bucket, key }, Date.now() / 1000, skewMs / 1000);
+    checkClaims(claims, { method: claims.m, bucket, key }, Math.floor(Date.now() / 1000), skewMs / 1000);
     const expires = new Date(claims.exp * 1000).toISOString();
     console.log(`valid: ${claims.m} ${bucket}/${key}, expires ${expires}${kid ? `, key ${kid}` : ''}`);
     return 0;

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { GatewayError } from '../errors.js';
-import { configSchema, type Config } from './schema.js';
+import { authSchema, configSchema, type Config } from './schema.js';
 
 /** Where to read the config: a file path, the environment, or the embedded default. */
 export type ConfigSource = { kind: 'file'; path: string } | { kind: 'env' } | { kind: 'default' };
@@ -176,4 +176,24 @@ export interface RuntimeEnv {
 /** Read `LOG_LEVEL` and friends. */
 export function readRuntimeEnv(env: NodeJS.ProcessEnv = process.env): RuntimeEnv {
   return { logLevel: env.LOG_LEVEL?.trim().toLowerCase() || 'info' };
+}
+
+/**
+ * The parts of a config file the key commands need (`auth`, `listen`), validated without
+ * requiring stores: `sign`/`verify --config` accept the file `keygen` writes as well as a whole
+ * gateway config.
+ */
+export async function loadKeysConfig(file: string): Promise<{ auth: Config['auth']; listen: string | undefined }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new GatewayError('GW_ERR_CONFIG', `cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const raw = (parseYamlText(text, file) ?? {}) as { auth?: unknown; listen?: unknown };
+  const result = authSchema.safeParse(raw.auth);
+  if (!result.success) {
+    throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n${formatIssues(result.error.issues.map((i) => ({ ...i, path: ['auth', ...i.path] })))}`);
+  }
+  return { auth: result.data, listen: typeof raw.listen === 'string' ? raw.listen : undefined };
 }

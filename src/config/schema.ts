@@ -77,7 +77,7 @@ const authKey = z.object({
   private_key: str.optional(),
 });
 
-const auth = z
+export const authSchema = z
   .object({
     public_key: str.optional(),
     private_key: str.optional(),
@@ -116,7 +116,7 @@ const sentry = z
 /** The whole config file. Unknown keys are ignored so cachegate configs keep working. */
 export const configSchema = z.object({
   listen: str.default('0.0.0.0:8080'),
-  auth,
+  auth: authSchema,
   cache,
   limits,
   stores: z.record(z.string(), store).refine((s) => Object.keys(s).length > 0, 'at least one store is required'),

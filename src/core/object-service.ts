@@ -8,7 +8,7 @@
  * caller gets the store's stream, and anyone else asks the store for their own.
  */
 import type { Readable } from 'node:stream';
-import { finished } from 'node:stream';
+import { finished, pipeline } from 'node:stream';
 import { GatewayError, StoreError, type StoreOp } from '../errors.js';
 import type { MemoryTier } from '../cache/memory-tier.js';
 import type { CachedMeta } from '../cache/types.js';
@@ -19,6 +19,7 @@ import { idleGuard, IdleTimer, withDeadline } from './deadline.js';
 import type { CoreEventListener } from './events.js';
 import { FillBuffer } from './fill-buffer.js';
 import { Singleflight } from './singleflight.js';
+import { UploadTee } from './upload-tee.js';
 
 export interface ObjectServiceOptions {
   stores: StoreRegistry;
@@ -38,6 +39,22 @@ export interface ObjectRead {
   body: ObjectBody;
   /** `hit` when served from a cache tier without asking the store. */
   cache: 'hit' | 'miss';
+}
+
+export interface WriteOptions {
+  contentType?: string | undefined;
+  /** The announced length, when known. */
+  contentLength?: number | undefined;
+  /** Most bytes accepted for this write. */
+  maxBytes: number;
+}
+
+export interface WriteResult {
+  meta: CachedMeta;
+  /** Whether the new object is now in the cache (write-through). */
+  cached: boolean;
+  /** Whether an object already existed at the key. */
+  overwrote: boolean;
 }
 
 export interface ObjectStat {
@@ -116,6 +133,65 @@ export class ObjectService {
     let sniffHead: Buffer | undefined;
     if (meta.size > 0 && needsSniff(key, meta.contentType)) sniffHead = await this.#readHead(store, key, meta.size);
     return { meta: toCachedMeta(key, meta, sniffHead), cache: 'miss' };
+  }
+
+  /**
+   * Stream a body to the store. Only after the store acknowledges is the cache touched: any old
+   * copy and any fill in flight are dropped, and a body up to `max_object_size` is cached. A
+   * failed or aborted write leaves the store (no new object) and the cache as they were.
+   */
+  async write(bucket: string, key: string, body: Readable, opts: WriteOptions): Promise<WriteResult> {
+    const store = this.store(bucket);
+    const len = opts.contentLength;
+    const tee = new UploadTee({
+      maxBytes: opts.maxBytes,
+      keepUpTo: len === undefined || this.isCacheable(bucket, key, len) ? this.#o.maxObjectBytes : 0,
+      expectedBytes: len,
+      idleTimeoutMs: this.#o.storeIdleTimeoutMs,
+    });
+    // A client that disconnects or sends less than it announced fails the tee, and so the put.
+    pipeline(body, tee, () => {});
+    // Asked before the write (cachegate logs overwrites); the body waits meanwhile, unread.
+    const overwrote = await this.#exists(store, key);
+    const started = performance.now();
+    let result;
+    try {
+      result = await store.put(key, tee, { contentType: opts.contentType, contentLength: len });
+    } catch (err) {
+      tee.destroy();
+      const error = tee.limitError ?? (err instanceof StoreError && err.cause instanceof GatewayError ? err.cause : err);
+      if (error instanceof StoreError) {
+        this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op: 'put', outcome: 'error', errorKind: error.kind, durationMs: performance.now() - started });
+      }
+      throw error instanceof GatewayError ? error : new StoreError(store.id, 'put', error);
+    }
+    this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op: 'put', outcome: 'ok', durationMs: performance.now() - started });
+
+    const kept = tee.keptBody();
+    const meta = toCachedMeta(
+      key,
+      {
+        size: tee.bytes,
+        etag: result.etag,
+        lastModified: result.lastModified ?? new Date(Math.floor(Date.now() / 1000) * 1000),
+        contentType: opts.contentType,
+      },
+      kept?.subarray(0, SNIFF_BYTES),
+    );
+    // Drop the old copy and detach any fill in flight, so no reader can publish the old bytes.
+    this.invalidate(bucket, key);
+    const ck = cacheKey(bucket, key);
+    const cached = kept !== undefined && meta.size <= this.#o.maxObjectBytes && this.#o.memory.set(ck, { meta, body: kept });
+    return { meta, cached, overwrote };
+  }
+
+  /** Whether the key holds an object now; a failing store counts as "unknown", i.e. false. */
+  async #exists(store: ObjectStore, key: string): Promise<boolean> {
+    try {
+      return (await withDeadline(this.#o.storeTimeoutMs, `store '${store.id}' head`, (signal) => store.head(key, { signal }))) !== undefined;
+    } catch {
+      return false;
+    }
   }
 
   /** Forget any cached copy and any fill in flight (after a write to the key). */

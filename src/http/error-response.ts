@@ -14,6 +14,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, ContentfulStatusCode>> =
   GW_ERR_UNKNOWN_BUCKET: 404,
   GW_ERR_NOT_FOUND: 404,
   GW_ERR_METHOD_NOT_ALLOWED: 405,
+  GW_ERR_LENGTH_REQUIRED: 411,
   GW_ERR_PRECONDITION_FAILED: 412,
   GW_ERR_PAYLOAD_TOO_LARGE: 413,
   GW_ERR_RANGE_NOT_SATISFIABLE: 416,
@@ -39,7 +40,9 @@ export function errorResponse(c: Context, err: unknown, log: ErrorLogger, extraH
     (status === 500 ? log.error : log.warn).call(log, { code: e.code, cause, stack: status === 500 ? (e.cause as Error)?.stack : undefined }, e.message);
   }
   // HEAD responses carry no body, but keep the status and headers.
-  const headers = { 'cache-control': 'no-store', ...extraHeaders };
+  const headers: Record<string, string> = { 'cache-control': 'no-store', ...extraHeaders };
+  // A refused upload's body may be unread (and large): close rather than drain it.
+  if (c.req.method === 'PUT') headers.connection = 'close';
   if (c.req.method === 'HEAD') return c.body(null, status, headers);
   return c.json({ error: e.message, code: e.code }, status, headers);
 }

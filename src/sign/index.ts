@@ -45,6 +45,8 @@ export interface LinkClaims {
 }
 
 const encoder = new TextEncoder();
+/** cachegate's order for the optional claims. */
+const OPTIONAL_CLAIMS = ['kid', 'nbf', 'len', 'max_len', 'ct', 'rcd', 'rct'] as const;
 
 function keyBytes(key: string | Uint8Array, what: string): Uint8Array {
   const bytes = typeof key === 'string' ? decodeBase64Url(key.trim()) : key;
@@ -57,9 +59,9 @@ function keyBytes(key: string | Uint8Array, what: string): Uint8Array {
  * link made here is byte-identical to one made by cachegate for the same claims.
  */
 export function serializeClaims(claims: LinkClaims): string {
-  const { v, exp, m, b, p, ...rest } = claims;
+  const { v, exp, m, b, p } = claims;
   const ordered: Record<string, unknown> = { v, exp, m, b, p };
-  for (const [k, val] of Object.entries(rest)) if (val !== undefined) ordered[k] = val;
+  for (const k of OPTIONAL_CLAIMS) if (claims[k] !== undefined) ordered[k] = claims[k];
   return JSON.stringify(ordered);
 }
 

@@ -5,12 +5,15 @@ import type { Readable } from 'node:stream';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { StoreError, type StoreOp } from '../errors.js';
 import type { AzureStoreConfig } from '../config/schema.js';
+import { collectExact } from './collect.js';
 import { checkContentRange } from './content-range.js';
 import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, StoreRequestOptions } from './types.js';
 
 /** Block size and parallelism for streamed uploads: bounds upload memory to ~32 MiB. */
 export const AZURE_UPLOAD_BLOCK_BYTES = 8 * 2 ** 20;
 export const AZURE_UPLOAD_CONCURRENCY = 4;
+/** Bodies up to this size with a known length go in one Put Blob. */
+export const AZURE_SINGLE_PUT_MAX_BYTES = 8 * 2 ** 20;
 
 export interface AzureStoreOptions {
   /** Per-try deadline the SDK enforces; the core adds its own deadlines on top. */
@@ -68,15 +71,21 @@ class AzureStore implements ObjectStore {
   }
 
   async put(key: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
+    const headers = opts.contentType ? { blobHTTPHeaders: { blobContentType: opts.contentType } } : {};
     try {
+      const blob = this.#container.getBlockBlobClient(key);
+      if (opts.contentLength !== undefined && opts.contentLength <= AZURE_SINGLE_PUT_MAX_BYTES) {
+        // One Put Blob from a complete buffer: retryable, and never a partial blob.
+        const bytes = await collectExact(body, opts.contentLength);
+        const out = await blob.upload(bytes, bytes.length, { ...abortOpts(opts), ...headers });
+        return { etag: out.etag, lastModified: out.lastModified };
+      }
       // uploadStream stages blocks and commits the block list only at the end: an aborted upload
       // leaves uncommitted blocks that Azure discards, never a partial blob.
-      const out = await this.#container
-        .getBlockBlobClient(key)
-        .uploadStream(body, AZURE_UPLOAD_BLOCK_BYTES, AZURE_UPLOAD_CONCURRENCY, {
-          ...abortOpts(opts),
-          ...(opts.contentType ? { blobHTTPHeaders: { blobContentType: opts.contentType } } : {}),
-        });
+      const out = await blob.uploadStream(body, AZURE_UPLOAD_BLOCK_BYTES, AZURE_UPLOAD_CONCURRENCY, {
+        ...abortOpts(opts),
+        ...headers,
+      });
       return { etag: out.etag, lastModified: out.lastModified };
     } catch (err) {
       body.destroy();

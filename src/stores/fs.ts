@@ -2,9 +2,9 @@
  * A directory as a store. Keys map to files below `root`; a key can never reach outside it,
  * even through a symlink, because every resolved path is checked against the real root.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { mkdir, open, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, realpath, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,6 +14,19 @@ import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutRes
 
 /** Temporary uploads live here, on the same filesystem as the objects, so rename is atomic. */
 const TMP_DIR_NAME = '.cachegate-tmp';
+/**
+ * A directory has no place for a Content-Type, so it is kept in a sidecar named by the key's
+ * hash, together with the size and mtime it belongs to: a file replaced behind the gateway's
+ * back never inherits a stale type.
+ */
+const META_DIR_NAME = '.cachegate-meta';
+const RESERVED_NAMES = new Set([TMP_DIR_NAME, META_DIR_NAME]);
+
+interface Sidecar {
+  contentType: string;
+  size: number;
+  mtimeMs: number;
+}
 const READ_CHUNK_BYTES = 256 * 1024;
 
 const NOT_FOUND_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR']);
@@ -39,7 +52,7 @@ class FsStore implements ObjectStore {
     if (!file) return undefined;
     try {
       const st = await stat(file);
-      return st.isFile() ? metaFromStats(st) : undefined;
+      return st.isFile() ? metaFromStats(st, await this.#readSidecar(key, st)) : undefined;
     } catch (err) {
       return this.#notFoundOrThrow(err, 'head');
     }
@@ -60,7 +73,7 @@ class FsStore implements ObjectStore {
         await fh.close();
         return undefined;
       }
-      const meta = metaFromStats(st);
+      const meta = metaFromStats(st, await this.#readSidecar(key, st));
       const range = opts.range;
       // The stream owns the handle from here: it closes it on end, error or destroy.
       const body: Readable = createReadStream('', {
@@ -95,7 +108,8 @@ class FsStore implements ObjectStore {
       }
       await rename(tmp, file);
       const st = await stat(file);
-      const meta = metaFromStats(st);
+      await this.#writeSidecar(key, st, opts.contentType);
+      const meta = metaFromStats(st, opts.contentType);
       return { etag: meta.etag, lastModified: meta.lastModified };
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
@@ -109,9 +123,37 @@ class FsStore implements ObjectStore {
     if (!file) return;
     try {
       await unlink(file);
+      await rm(this.#sidecarPath(key), { force: true });
     } catch (err) {
       if (!NOT_FOUND_CODES.has((err as NodeJS.ErrnoException).code ?? '')) throw new StoreError(this.id, 'delete', err);
     }
+  }
+
+  #sidecarPath(key: string): string {
+    return path.join(this.#root, META_DIR_NAME, `${createHash('sha256').update(key).digest('hex')}.json`);
+  }
+
+  async #readSidecar(key: string, st: Stats): Promise<string | undefined> {
+    try {
+      const s = JSON.parse(await readFile(this.#sidecarPath(key), 'utf8')) as Sidecar;
+      return s.size === st.size && s.mtimeMs === st.mtimeMs && typeof s.contentType === 'string' ? s.contentType : undefined;
+    } catch {
+      // No sidecar (or an unreadable one): the type then comes from the extension or magic bytes.
+      return undefined;
+    }
+  }
+
+  async #writeSidecar(key: string, st: Stats, contentType: string | undefined): Promise<void> {
+    const file = this.#sidecarPath(key);
+    if (!contentType) {
+      await rm(file, { force: true });
+      return;
+    }
+    await mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+    const sidecar: Sidecar = { contentType, size: st.size, mtimeMs: st.mtimeMs };
+    await writeFile(tmp, JSON.stringify(sidecar));
+    await rename(tmp, file);
   }
 
   async close(): Promise<void> {}
@@ -122,7 +164,7 @@ class FsStore implements ObjectStore {
    */
   async #resolve(key: string, op: StoreOp, forWrite = false): Promise<string | undefined> {
     const segments = key.split('/');
-    if (segments[0] === TMP_DIR_NAME) return undefined;
+    if (RESERVED_NAMES.has(segments[0]!)) return undefined;
     if (segments.some((s) => s === '' || s === '.' || s === '..' || s.includes('\\') || s.includes('\0'))) {
       throw new StoreError(this.id, op, new Error('invalid key'), 'invalid_key');
     }
@@ -174,8 +216,9 @@ class FsStore implements ObjectStore {
   }
 }
 
-function metaFromStats(st: Stats): ObjectMeta {
-  // nginx-style validator: size and mtime in hex. Changes whenever the file is replaced.
-  const etag = `"${Math.floor(st.mtimeMs).toString(16)}-${st.size.toString(16)}"`;
-  return { size: st.size, etag, lastModified: st.mtime, contentType: undefined };
+function metaFromStats(st: Stats, contentType: string | undefined): ObjectMeta {
+  // Inode, mtime and size in hex: a replaced file (a rename gives a new inode) gets a new
+  // validator even within the same millisecond.
+  const etag = `"${st.ino.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}-${st.size.toString(16)}"`;
+  return { size: st.size, etag, lastModified: st.mtime, contentType };
 }

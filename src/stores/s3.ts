@@ -20,11 +20,12 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { StoreError, type StoreOp } from '../errors.js';
 import type { S3StoreConfig } from '../config/schema.js';
+import { collectExact } from './collect.js';
 import { checkContentRange } from './content-range.js';
 import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, StoreRequestOptions } from './types.js';
 
 /** Bodies up to this size with a known length go in one PutObject; larger ones use multipart. */
-export const SINGLE_PUT_MAX_BYTES = 16 * 2 ** 20;
+export const SINGLE_PUT_MAX_BYTES = 8 * 2 ** 20;
 /** Multipart part size and how many parts are in flight: bounds upload memory to ~40 MiB. */
 export const MULTIPART_PART_BYTES = 8 * 2 ** 20;
 export const MULTIPART_QUEUE_SIZE = 4;
@@ -129,23 +130,14 @@ class S3Store implements ObjectStore {
     };
     try {
       if (opts.contentLength !== undefined && opts.contentLength <= SINGLE_PUT_MAX_BYTES) {
-        // The SDK pipes the body into the request but never listens for its errors: a source
-        // that fails would leave the request open forever. Abort the request instead.
-        const sourceFailed = new AbortController();
-        const onBodyError = (err: unknown): void => sourceFailed.abort(err);
-        body.once('error', onBodyError);
-        const signal = opts.signal ? AbortSignal.any([opts.signal, sourceFailed.signal]) : sourceFailed.signal;
-        try {
-          const out = await this.#client.send(
-            new PutObjectCommand({ ...common, Body: body, ContentLength: opts.contentLength }),
-            { abortSignal: signal },
-          );
-          return { etag: out.ETag, lastModified: undefined };
-        } catch (err) {
-          throw sourceFailed.signal.aborted ? sourceFailed.signal.reason : err;
-        } finally {
-          body.off('error', onBodyError);
-        }
+        // Collect first: the SDK can then retry, and a client that gives up halfway never
+        // leaves a truncated object (some S3-compatible stores commit a cut-off PutObject).
+        const bytes = await collectExact(body, opts.contentLength);
+        const out = await this.#client.send(
+          new PutObjectCommand({ ...common, Body: bytes, ContentLength: bytes.length }),
+          sendOpts(opts),
+        );
+        return { etag: out.ETag, lastModified: undefined };
       }
       // Multipart with a bounded part size and queue; on failure lib-storage aborts the upload
       // (leavePartsOnError: false), so no orphaned parts are left behind.

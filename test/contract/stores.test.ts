@@ -74,7 +74,7 @@ describeStoreContract(
       throw err;
     }
   },
-  { supportsContentType: true, emulatorGaps: ['range-end-zero', 'truncated-put-commits'] },
+  { supportsContentType: true, emulatorGaps: ['range-end-zero'] },
 );
 
 describeStoreContract(
