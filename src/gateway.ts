@@ -9,6 +9,7 @@ import { buildApp } from './app.js';
 import { createBearerVerifier } from './auth/bearer.js';
 import { createKeyring } from './auth/keys.js';
 import { createLinkVerifier } from './auth/token.js';
+import { createDiskTier, type DiskTier } from './cache/disk-tier.js';
 import { createMemoryTier } from './cache/memory-tier.js';
 import type { Config } from './config/schema.js';
 import { createObjectService, type ObjectService } from './core/object-service.js';
@@ -21,8 +22,11 @@ export interface Gateway {
   config: Config;
   stores: StoreRegistry;
   memory: MemoryTier;
+  disk: DiskTier | undefined;
   service: ObjectService;
   app: ReturnType<typeof buildApp>;
+  /** Start the disk tier (its index rebuild continues in the background); `listen` calls it. */
+  start(): Promise<void>;
   /** Start listening; resolves with the bound address. */
   listen(host?: string, port?: number): Promise<{ url: string; server: Server }>;
   /** Stop accepting, close idle sockets, release stores. */
@@ -41,9 +45,19 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
   const stores =
     deps.stores ?? createStoreRegistry(config.stores, { storeTimeoutMs: config.limits.store_timeout });
   const memory = createMemoryTier({ maxBytes: config.cache.max_memory, maxEntryBytes: config.cache.max_memory });
+  const disk =
+    config.cache.max_disk > 0 && config.cache.disk_path
+      ? createDiskTier({
+          dir: config.cache.disk_path,
+          maxBytes: config.cache.max_disk,
+          maxEntryBytes: config.cache.max_object_size,
+          onError: (op, err) => deps.log.error({ op, err: (err as Error)?.message }, 'disk tier problem; serving on'),
+        })
+      : undefined;
   const service = createObjectService({
     stores,
     memory,
+    disk,
     maxObjectBytes: config.cache.max_object_size,
     storeTimeoutMs: config.limits.store_timeout,
     storeIdleTimeoutMs: config.limits.store_idle_timeout,
@@ -58,13 +72,18 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
   const app = buildApp({ service, auth, log: deps.log, maxUploadBytes: config.limits.max_upload_size });
 
   let server: Server | undefined;
+  let started: Promise<void> | undefined;
+  const start = () => (started ??= disk?.start() ?? Promise.resolve());
   return {
     config,
     stores,
     memory,
+    disk,
     service,
     app,
-    listen(host, port) {
+    start,
+    async listen(host, port) {
+      await start();
       return new Promise((resolve, reject) => {
         const s = serve({ fetch: app.fetch, hostname: host ?? '127.0.0.1', port: port ?? 0 }) as Server;
         s.on('clientError', answerClientError);
@@ -87,6 +106,7 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
           s.closeIdleConnections();
         });
       }
+      await disk?.close();
       await stores.closeAll();
     },
   };

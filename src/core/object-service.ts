@@ -10,6 +10,7 @@
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream';
 import { GatewayError, StoreError, type StoreOp } from '../errors.js';
+import type { DiskTier } from '../cache/disk-tier.js';
 import type { MemoryTier } from '../cache/memory-tier.js';
 import type { CachedMeta } from '../cache/types.js';
 import type { StoreRegistry } from '../stores/registry.js';
@@ -24,6 +25,8 @@ import { UploadTee } from './upload-tee.js';
 export interface ObjectServiceOptions {
   stores: StoreRegistry;
   memory: MemoryTier;
+  /** The second tier, when `cache.max_disk` > 0. */
+  disk?: DiskTier | undefined;
   /** Objects up to this size are cached; larger ones are streamed through. */
   maxObjectBytes: number;
   storeTimeoutMs: number;
@@ -97,6 +100,8 @@ export class ObjectService {
     const ck = cacheKey(bucket, key);
     const entry = this.#o.memory.get(ck);
     if (entry) return { meta: entry.meta, body: { kind: 'buffer', buffer: entry.body }, cache: 'hit' };
+    const fromDisk = await this.#fromDisk(ck);
+    if (fromDisk) return fromDisk;
 
     const { value: fill, leader } = this.#fills.join(ck, () => this.#startFill(store, key, ck));
     if (!leader) this.#o.onEvent?.({ type: 'coalesced', storeId: store.id });
@@ -122,6 +127,8 @@ export class ObjectService {
     const ck = cacheKey(bucket, key);
     const entry = this.#o.memory.get(ck);
     if (entry) return { meta: entry.meta, cache: 'hit' };
+    const onDisk = await this.#o.disk?.peek(ck);
+    if (onDisk) return { meta: onDisk, cache: 'hit' };
     const fill = this.#fills.get(ck);
     if (fill) {
       const state = await fill.ready;
@@ -181,7 +188,14 @@ export class ObjectService {
     // Drop the old copy and detach any fill in flight, so no reader can publish the old bytes.
     this.invalidate(bucket, key);
     const ck = cacheKey(bucket, key);
-    const cached = kept !== undefined && meta.size <= this.#o.maxObjectBytes && this.#o.memory.set(ck, { meta, body: kept });
+    let cached = false;
+    if (kept !== undefined && meta.size <= this.#o.maxObjectBytes) {
+      cached = this.#o.memory.set(ck, { meta, body: kept });
+      if (this.#o.disk?.accepts(kept.length)) {
+        this.#o.disk.store(ck, meta, kept);
+        cached = true;
+      }
+    }
     return { meta, cached, overwrote };
   }
 
@@ -199,11 +213,22 @@ export class ObjectService {
     const ck = cacheKey(bucket, key);
     this.#fills.detach(ck);
     this.#o.memory.delete(ck);
+    this.#o.disk?.delete(ck);
+  }
+
+  /** A verified disk hit; a small one is promoted into memory (the first tier). */
+  async #fromDisk(ck: string): Promise<ObjectRead | undefined> {
+    const hit = await this.#o.disk?.lookup(ck);
+    if (!hit) return undefined;
+    if (hit.kind === 'stream') return { meta: hit.meta, body: { kind: 'stream', stream: hit.stream }, cache: 'hit' };
+    if (this.#o.memory.accepts(ck, hit.body.length)) this.#o.memory.set(ck, { meta: hit.meta, body: hit.body });
+    return { meta: hit.meta, body: { kind: 'buffer', buffer: hit.body }, cache: 'hit' };
   }
 
   /** Whether an object of this size would be cached. */
   isCacheable(bucket: string, key: string, size: number): boolean {
-    return size <= this.#o.maxObjectBytes && this.#o.memory.accepts(cacheKey(bucket, key), size);
+    if (size > this.#o.maxObjectBytes) return false;
+    return this.#o.memory.accepts(cacheKey(bucket, key), size) || (this.#o.disk?.accepts(size) ?? false);
   }
 
   #startFill(store: ObjectStore, key: string, ck: string): Fill {
@@ -253,6 +278,10 @@ export class ObjectService {
         let cached = false;
         if (this.#fills.isCurrent(ck, fill)) {
           cached = this.#o.memory.set(ck, { meta: meta!, body: buffer });
+          if (this.#o.disk?.accepts(buffer.length)) {
+            this.#o.disk.store(ck, meta!, buffer);
+            cached = true;
+          }
           this.#fills.release(ck, fill);
         }
         this.#o.onEvent?.({ type: 'fill-done', storeId: store.id, bytes: buffer.length, cached });

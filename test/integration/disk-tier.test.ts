@@ -1,0 +1,238 @@
+/**
+ * The disk tier through a running gateway: with 8 MiB of memory and 256 MiB of disk, 80 MiB of
+ * objects are served from disk after the store lost them, still after a restart with no store
+ * GET, a flipped byte in any cache file never reaches a client, usage stays within max_disk, and
+ * a directory that cannot be written leaves the gateway serving from the store.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFsStore } from '../../src/stores/fs.js';
+import { countingStore } from '../helpers/counting-store.js';
+import { AUTH, startChildGateway, startGateway, type TestGateway } from '../helpers/gateway.js';
+
+const MiB = 2 ** 20;
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function cacheFiles(diskPath: string): Promise<string[]> {
+  const root = path.join(diskPath, 'objects');
+  const out: string[] = [];
+  for (const d of await readdir(root).catch(() => [])) {
+    for (const f of await readdir(path.join(root, d))) out.push(path.join(root, d, f));
+  }
+  return out;
+}
+
+async function diskUsage(diskPath: string): Promise<number> {
+  let total = 0;
+  for (const f of await cacheFiles(diskPath)) total += (await stat(f)).size;
+  return total;
+}
+
+async function flipByte(file: string, offset: number): Promise<void> {
+  const fh = await open(file, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, offset);
+    b[0] = b[0]! ^ 0xff;
+    await fh.write(b, 0, 1, offset);
+  } finally {
+    await fh.close();
+  }
+}
+
+describe('disk tier', () => {
+  let dir: string;
+  let root: string;
+  let diskPath: string;
+  const objects = new Map<string, Buffer>();
+  const config = () => ({
+    cache: { max_memory: '8MiB', max_object_size: '16MiB', max_disk: '256MiB', disk_path: diskPath },
+  });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cg-disk-'));
+    root = path.join(dir, 'store');
+    diskPath = path.join(dir, 'cache');
+    const store = createFsStore('media', { root });
+    // 80 MiB: sizes from 1 to 7 MiB (the largest are streamed from disk, the rest read whole).
+    const sizes = [1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6, 3];
+    for (const [i, mb] of sizes.entries()) {
+      const body = randomBytes(mb * MiB + i);
+      objects.set(`set/${i}.bin`, body);
+      await store.put(`set/${i}.bin`, Readable.from([body]), { contentLength: body.length });
+    }
+    const big = randomBytes(12 * MiB); // above the 8 MiB inline-read size: verified then streamed
+    objects.set('set/big.bin', big);
+    await store.put('set/big.bin', Readable.from([big]), { contentLength: big.length });
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function fetchAll(gw: TestGateway, expectHit?: string) {
+    for (const [key, body] of objects) {
+      const res = await fetch(`${gw.url}/media/${key}`, { headers: AUTH });
+      expect(res.status, key).toBe(200);
+      if (expectHit) expect(res.headers.get('x-cg-status'), key).toBe(expectHit);
+      expect(sha(Buffer.from(await res.arrayBuffer())), key).toBe(sha(body));
+    }
+  }
+
+  it('serves 80+ MiB from disk after the store lost the objects, and again after a restart with no store GET', async () => {
+    const total = [...objects.values()].reduce((a, b) => a + b.length, 0);
+    expect(total).toBeGreaterThan(80 * MiB);
+    const store = countingStore(createFsStore('media', { root }));
+    const gw = await startGateway(config(), [store]);
+    try {
+      await fetchAll(gw, 'hit=0');
+      await gw.gateway.disk!.flushed();
+      expect(store.calls.get).toBe(objects.size);
+      // The store loses everything; memory (8 MiB) cannot hold 80 MiB: disk serves.
+      await rm(root, { recursive: true, force: true });
+      await fetchAll(gw, 'hit=1');
+      expect(store.calls.get).toBe(objects.size);
+      expect(await diskUsage(diskPath)).toBeLessThanOrEqual(256 * MiB);
+      expect(gw.gateway.disk!.stats().bytes).toBe(await diskUsage(diskPath));
+    } finally {
+      await gw.close();
+    }
+
+    const restartedStore = countingStore(createFsStore('media', { root }));
+    const restarted = await startGateway(config(), [restartedStore]);
+    try {
+      await fetchAll(restarted, 'hit=1'); // some while the index is still being rebuilt
+      expect(restartedStore.calls.get).toBe(0);
+      const head = await fetch(`${restarted.url}/media/set/3.bin`, { method: 'HEAD', headers: AUTH });
+      expect(head.headers.get('x-cg-status')).toBe('hit=1');
+      expect(head.headers.get('content-length')).toBe(String(objects.get('set/3.bin')!.length));
+    } finally {
+      await restarted.close();
+    }
+  });
+
+  it('never serves a flipped byte: the entry is dropped and the object refetched', async () => {
+    // Restore the store so refetching is possible, then corrupt every cache file somewhere.
+    const store = createFsStore('media', { root });
+    for (const [key, body] of objects) await store.put(key, Readable.from([body]), { contentLength: body.length });
+    const files = await cacheFiles(diskPath);
+    expect(files.length).toBe(objects.size);
+    for (const [i, file] of files.entries()) {
+      const size = (await stat(file)).size;
+      // Header bytes for some, body bytes (start, middle, last) for the rest.
+      const offsets = [2, 9, 20, 600, Math.floor(size / 2), size - 1];
+      await flipByte(file, offsets[i % offsets.length]!);
+    }
+    const counting = countingStore(createFsStore('media', { root }));
+    const gw = await startGateway(config(), [counting]);
+    try {
+      await gw.gateway.disk!.scanned();
+      await fetchAll(gw);
+      expect(counting.calls.get).toBe(objects.size); // every corrupted entry was refetched
+      await gw.gateway.disk!.flushed();
+      // Truncate a rewritten entry: also never served.
+      const [victim] = await cacheFiles(diskPath);
+      const fh = await open(victim!, 'r+');
+      await fh.truncate((await fh.stat()).size - 10);
+      await fh.close();
+      gw.gateway.memory.clear();
+      await fetchAll(gw);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('stays within max_disk when far more than it passes through', async () => {
+    const small = path.join(dir, 'small-cache');
+    const store = createFsStore('media', { root });
+    const gw = await startGateway({ cache: { max_memory: '4MiB', max_object_size: '8MiB', max_disk: '20MiB', disk_path: small } }, [store]);
+    try {
+      await fetchAll(gw);
+      await gw.gateway.disk!.flushed();
+      const usage = await diskUsage(small);
+      expect(usage).toBeLessThanOrEqual(20 * MiB);
+      expect(usage).toBe(gw.gateway.disk!.stats().bytes);
+      expect(usage).toBe([...gw.gateway.disk!.sizes()].reduce((a, b) => a + b, 0));
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('removes leftover temporary files at startup', async () => {
+    await mkdir(path.join(diskPath, 'tmp'), { recursive: true });
+    await writeFile(path.join(diskPath, 'tmp', 'abandoned.part'), randomBytes(1000));
+    const gw = await startGateway(config(), [createFsStore('media', { root })]);
+    try {
+      expect(await readdir(path.join(diskPath, 'tmp'))).toEqual([]);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('keeps serving from the store when the cache directory cannot be used', async () => {
+    const blocker = path.join(dir, 'not-a-dir');
+    await writeFile(blocker, 'x');
+    const store = countingStore(createFsStore('media', { root }));
+    const gw = await startGateway(
+      { cache: { max_memory: '1MiB', max_object_size: '16MiB', max_disk: '64MiB', disk_path: path.join(blocker, 'cache') } },
+      [store],
+    );
+    try {
+      const key = 'set/1.bin';
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${gw.url}/media/${key}`, { headers: AUTH });
+        expect(res.status).toBe(200);
+        expect(sha(Buffer.from(await res.arrayBuffer()))).toBe(sha(objects.get(key)!));
+      }
+      expect(store.calls.get).toBe(2);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('keeps serving when writes start failing mid-run', async () => {
+    const cache = path.join(dir, 'failing-cache');
+    const store = createFsStore('media', { root });
+    const gw = await startGateway({ cache: { max_memory: '1MiB', max_object_size: '16MiB', max_disk: '64MiB', disk_path: cache } }, [store]);
+    try {
+      // Replace the temp folder with a file: every new write now fails (ENOTDIR).
+      await rm(path.join(cache, 'tmp'), { recursive: true, force: true });
+      await writeFile(path.join(cache, 'tmp'), 'x');
+      for (const key of ['set/2.bin', 'set/2.bin']) {
+        const res = await fetch(`${gw.url}/media/${key}`, { headers: AUTH });
+        expect(sha(Buffer.from(await res.arrayBuffer()))).toBe(sha(objects.get(key)!));
+      }
+      await gw.gateway.disk!.flushed();
+      expect(gw.gateway.disk!.stats().entries).toBe(0);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('lets pending disk writes finish on SIGTERM, exits 0, and the entries are valid after restart', async () => {
+    const cache = path.join(dir, 'sigterm-cache');
+    const gw = await startChildGateway({
+      cache: { max_memory: '1MiB', max_object_size: '16MiB', max_disk: '128MiB', disk_path: cache },
+      stores: { media: { type: 'fs', root } },
+    });
+    const keys = ['set/4.bin', 'set/5.bin', 'set/6.bin'];
+    await Promise.all(keys.map(async (k) => (await fetch(`${gw.url}/media/${k}`, { headers: AUTH })).arrayBuffer()));
+    expect(await gw.stop('SIGTERM')).toBe(0);
+    expect(await readdir(path.join(cache, 'tmp'))).toEqual([]);
+
+    const counting = countingStore(createFsStore('media', { root }));
+    const again = await startGateway({ cache: { max_memory: '1MiB', max_object_size: '16MiB', max_disk: '128MiB', disk_path: cache } }, [counting]);
+    try {
+      for (const k of keys) {
+        const res = await fetch(`${again.url}/media/${k}`, { headers: AUTH });
+        expect(sha(Buffer.from(await res.arrayBuffer()))).toBe(sha(objects.get(k)!));
+      }
+      expect(counting.calls.get).toBe(0);
+    } finally {
+      await again.close();
+    }
+  });
+});
