@@ -5,13 +5,16 @@
 import { Hono } from 'hono';
 import { createAuthMiddleware, type AuthOptions } from './auth/middleware.js';
 import type { ObjectService } from './core/object-service.js';
+import { createAccessLog, type RequestRecord } from './http/access-log.js';
 import { errorResponse } from './http/error-response.js';
-import { mountAdminRoutes } from './http/routes/admin.js';
+import { mountAdminRoutes, type AdminDeps } from './http/routes/admin.js';
 import {
+  corsMiddleware,
   createObjectHandler,
   objectMethodsMiddleware,
   parseObjectPathMiddleware,
   type ObjectEnv,
+  type StoreHttpOptions,
 } from './http/routes/objects.js';
 import type { Logger } from './metrics/log.js';
 
@@ -21,18 +24,26 @@ export interface AppDeps {
   log: Logger;
   /** `limits.max_upload_size`. */
   maxUploadBytes: number;
+  admin: AdminDeps;
+  /** CORS and Cache-Control per bucket id. */
+  storeOptions: ReadonlyMap<string, StoreHttpOptions>;
+  /** Write one access line per request. */
+  accessLog: boolean;
+  onRequest?: (r: RequestRecord) => void;
 }
 
 /** Build the gateway's HTTP app. */
 export function buildApp(deps: AppDeps): Hono<ObjectEnv> {
   const app = new Hono<ObjectEnv>();
-  mountAdminRoutes(app);
+  app.use('*', createAccessLog({ log: deps.log, enabled: deps.accessLog, ...(deps.onRequest ? { onRequest: deps.onRequest } : {}) }));
+  mountAdminRoutes(app, deps.admin);
   app.all(
     '*',
     objectMethodsMiddleware(),
     parseObjectPathMiddleware(),
+    corsMiddleware(deps.storeOptions),
     createAuthMiddleware(deps.auth),
-    createObjectHandler({ service: deps.service, log: deps.log, maxUploadBytes: deps.maxUploadBytes }),
+    createObjectHandler({ service: deps.service, log: deps.log, maxUploadBytes: deps.maxUploadBytes, storeOptions: deps.storeOptions }),
   );
   app.onError((err, c) => errorResponse(c, err, deps.log));
   return app;

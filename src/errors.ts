@@ -33,6 +33,17 @@ export class GatewayError extends Error {
   }
 }
 
+/** RFC 9110 §15.5.17: no requested range overlaps the object; the answer names its size. */
+export class RangeNotSatisfiableError extends GatewayError {
+  readonly size: number;
+
+  constructor(size: number) {
+    super('GW_ERR_RANGE_NOT_SATISFIABLE', `range not satisfiable for an object of ${size} bytes`);
+    this.name = 'RangeNotSatisfiableError';
+    this.size = size;
+  }
+}
+
 /** Operations a store performs; used in errors, events and metrics labels. */
 export type StoreOp = 'head' | 'get' | 'put' | 'delete';
 

@@ -14,7 +14,9 @@ import { createMemoryTier } from './cache/memory-tier.js';
 import type { Config } from './config/schema.js';
 import { createObjectService, type ObjectService } from './core/object-service.js';
 import type { CoreEventListener } from './core/events.js';
+import { Readiness } from './core/readiness.js';
 import type { Logger } from './metrics/log.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createStoreRegistry, type StoreRegistry } from './stores/registry.js';
 import type { MemoryTier } from './cache/memory-tier.js';
 
@@ -29,7 +31,15 @@ export interface Gateway {
   start(): Promise<void>;
   /** Start listening; resolves with the bound address. */
   listen(host?: string, port?: number): Promise<{ url: string; server: Server }>;
-  /** Stop accepting, close idle sockets, release stores. */
+  readiness: Readiness;
+  metrics: Metrics;
+  /**
+   * Graceful stop: readiness turns 503, the listener stops, idle keep-alive sockets close, and
+   * in-flight transfers get up to `server.shutdown_timeout` before connections are cut. Then
+   * pending disk writes finish and stores are released.
+   */
+  shutdown(): Promise<void>;
+  /** Immediate stop: cut every connection, release everything (tests). */
   close(): Promise<void>;
 }
 
@@ -38,20 +48,31 @@ export interface GatewayDeps {
   /** Overrides the stores built from config (tests, embedding). */
   stores?: StoreRegistry;
   onCoreEvent?: CoreEventListener;
+  /** Access lines at info level (default true). */
+  accessLog?: boolean;
 }
 
 /** Build a gateway from a validated config. */
 export function createGateway(config: Config, deps: GatewayDeps): Gateway {
   const stores =
     deps.stores ?? createStoreRegistry(config.stores, { storeTimeoutMs: config.limits.store_timeout });
-  const memory = createMemoryTier({ maxBytes: config.cache.max_memory, maxEntryBytes: config.cache.max_memory });
+  // The tiers callback runs only at scrape time, after both tiers exist.
+  const m: Metrics = createMetrics({
+    tiers: () => (disk ? [memory, disk] : [memory]).map((t) => ({ name: t.name, ...t.stats() })),
+  });
+  const onTierEvent = (e: Parameters<Metrics['onTierEvent']>[0]) => m.onTierEvent(e);
+  const memory = createMemoryTier({ maxBytes: config.cache.max_memory, maxEntryBytes: config.cache.max_memory, onEvent: onTierEvent });
   const disk =
     config.cache.max_disk > 0 && config.cache.disk_path
       ? createDiskTier({
           dir: config.cache.disk_path,
           maxBytes: config.cache.max_disk,
           maxEntryBytes: config.cache.max_object_size,
-          onError: (op, err) => deps.log.error({ op, err: (err as Error)?.message }, 'disk tier problem; serving on'),
+          onEvent: onTierEvent,
+          onError: (op, err) => {
+            m.diskError(op);
+            deps.log.error({ op, err: (err as Error)?.message }, 'disk tier problem; serving on');
+          },
         })
       : undefined;
   const service = createObjectService({
@@ -61,19 +82,53 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     maxObjectBytes: config.cache.max_object_size,
     storeTimeoutMs: config.limits.store_timeout,
     storeIdleTimeoutMs: config.limits.store_idle_timeout,
-    ...(deps.onCoreEvent ? { onEvent: deps.onCoreEvent } : {}),
+    onEvent: (e) => {
+      m.onCoreEvent(e);
+      deps.onCoreEvent?.(e);
+    },
   });
   const bearerTokens = [...(config.auth.bearer_token ? [config.auth.bearer_token] : []), ...config.auth.bearer_tokens];
   const keys = createKeyring(config.auth);
   const auth = {
     bearer: createBearerVerifier(bearerTokens),
+    onFailure: (method: string) => m.authFail(method),
     ...(keys.length > 0 ? { links: createLinkVerifier({ keys, clockSkewMs: config.auth.clock_skew }) } : {}),
   };
-  const app = buildApp({ service, auth, log: deps.log, maxUploadBytes: config.limits.max_upload_size });
+  const readiness = new Readiness({
+    stores,
+    intervalMs: config.server.probe_interval,
+    timeoutMs: config.limits.store_timeout,
+    onProbeFailed: (storeId, err) => deps.log.warn({ store: storeId, err: (err as Error)?.message }, 'store probe failed'),
+  });
+  const app = buildApp({
+    service,
+    auth,
+    log: deps.log,
+    maxUploadBytes: config.limits.max_upload_size,
+    accessLog: deps.accessLog ?? true,
+    onRequest: (r) => m.observeRequest(r),
+    storeOptions: new Map(
+      Object.entries(config.stores).map(([id, sc]) => [id, { cors: sc.cors, cacheControl: sc.cache_control }]),
+    ),
+    admin: {
+      ready: () => readiness.ready(),
+      stats: () => m.stats(),
+      metrics: async () => ({ contentType: m.contentType, text: await m.metricsText() }),
+    },
+  });
 
   let server: Server | undefined;
   let started: Promise<void> | undefined;
-  const start = () => (started ??= disk?.start() ?? Promise.resolve());
+  const start = () =>
+    (started ??= (async () => {
+      await disk?.start();
+      void readiness.start(); // /ready answers 503 until every store has answered
+    })());
+  const release = async () => {
+    readiness.stop();
+    await disk?.close();
+    await stores.closeAll();
+  };
   return {
     config,
     stores,
@@ -85,7 +140,20 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     async listen(host, port) {
       await start();
       return new Promise((resolve, reject) => {
-        const s = serve({ fetch: app.fetch, hostname: host ?? '127.0.0.1', port: port ?? 0 }) as Server;
+        const sc = config.server;
+        const s = serve({
+          fetch: app.fetch,
+          hostname: host ?? '127.0.0.1',
+          port: port ?? 0,
+          serverOptions: {
+            maxHeaderSize: sc.max_header_size,
+            headersTimeout: sc.headers_timeout,
+            requestTimeout: sc.request_timeout,
+            keepAliveTimeout: sc.keep_alive_timeout,
+          },
+        }) as Server;
+        // No bytes either way for this long (a stalled body, a client that stopped reading): close.
+        s.setTimeout(sc.idle_timeout, (socket) => socket.destroy());
         s.on('clientError', answerClientError);
         s.once('error', reject);
         s.once('listening', () => {
@@ -97,17 +165,39 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
         });
       });
     },
-    async close() {
-      if (server) {
-        const s = server;
-        server = undefined;
-        await new Promise<void>((resolve) => {
-          s.close(() => resolve());
-          s.closeIdleConnections();
-        });
+    readiness,
+    metrics: m,
+    async shutdown() {
+      readiness.drain();
+      const s = server;
+      server = undefined;
+      if (s) {
+        const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+        // Keep-alive sockets become idle as their responses finish: close them as they do.
+        const sweep = setInterval(() => s.closeIdleConnections(), 100);
+        s.closeIdleConnections();
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), config.server.shutdown_timeout)));
+        if (await Promise.race([closed.then(() => false), timedOut])) {
+          deps.log.warn({ timeout_ms: config.server.shutdown_timeout }, 'shutdown timeout: cutting remaining connections');
+          s.closeAllConnections();
+          await closed;
+        }
+        clearTimeout(timer);
+        clearInterval(sweep);
       }
-      await disk?.close();
-      await stores.closeAll();
+      await release();
+    },
+    async close() {
+      readiness.drain();
+      const s = server;
+      server = undefined;
+      if (s) {
+        const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+        s.closeAllConnections();
+        await closed;
+      }
+      await release();
     },
   };
 }

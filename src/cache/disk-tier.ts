@@ -25,12 +25,13 @@ const VERIFY_CHUNK_BYTES = 1024 * 1024;
 const FANOUT_DIRS = 256;
 
 /**
- * A disk hit: small entries as a verified buffer; large ones as a stream of the verified file
- * (of `range` when given), which owns the file descriptor: consume or destroy it.
+ * A disk hit: small entries as a verified buffer; large ones as a verified open file. The
+ * caller must call exactly one of `open` (a stream of the body, or of `start..end`, that owns
+ * and closes the descriptor) or `close`.
  */
 export type DiskHit =
   | { kind: 'buffer'; meta: CachedMeta; body: Buffer }
-  | { kind: 'stream'; meta: CachedMeta; stream: Readable };
+  | { kind: 'file'; meta: CachedMeta; open(start?: number, end?: number): Readable; close(): void };
 
 export type DiskErrorOp = 'init' | 'write' | 'read' | 'scan' | 'evict';
 
@@ -139,6 +140,11 @@ export class DiskTier {
     );
   }
 
+  /** Whether the index holds `key` (without touching recency). */
+  has(key: string): boolean {
+    return this.#enabled && this.#index.has(key);
+  }
+
   /** Metadata only (HEAD), without reading the body. */
   async peek(key: string): Promise<CachedMeta | undefined> {
     if (!this.#enabled) return undefined;
@@ -159,7 +165,7 @@ export class DiskTier {
    * A verified entry, or `undefined` (absent, or found bad and dropped). During the startup scan
    * a key not yet indexed is looked for on disk directly.
    */
-  async lookup(key: string, range?: { start: number; end: number }): Promise<DiskHit | undefined> {
+  async lookup(key: string): Promise<DiskHit | undefined> {
     if (!this.#enabled) return undefined;
     const indexed = this.#index.get(key);
     if (!indexed && !this.#scanning) {
@@ -197,12 +203,17 @@ export class DiskTier {
       if (!(await this.#bodyMatches(fh, head.bodyOffset, meta.size, crc))) return bad();
       this.#hit(key, indexed, file, size, meta);
       handedOff = true;
-      return { kind: 'stream', meta, stream: this.#stream(fh, head.bodyOffset, range?.start ?? 0, range?.end ?? meta.size - 1) };
+      return {
+        kind: 'file',
+        meta,
+        open: (start = 0, end = meta.size - 1) => this.#stream(fh, head.bodyOffset, start, end),
+        close: () => void fh.close().catch(() => {}),
+      };
     } catch (err) {
       this.#o.onError?.('read', err);
       return undefined;
     } finally {
-      // A 'stream' hit hands the descriptor to its stream, which closes it.
+      // A 'file' hit hands the descriptor to the caller (its stream, or close()).
       if (!handedOff) await fh.close().catch(() => {});
     }
   }

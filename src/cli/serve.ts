@@ -22,7 +22,7 @@ export function configSourceFromArgs(configFlag: string | undefined, positional:
 /** Run the gateway; resolves when it has stopped. */
 export async function runServe(source: ConfigSource, listenOverride?: string): Promise<number> {
   const runtime = readRuntimeEnv();
-  const log = createLogger({ level: runtime.logLevel });
+  const log = createLogger({ level: runtime.logLevel, pretty: runtime.prettyLogs });
   const loaded = await loadConfig(source);
   const { config } = loaded;
   if (listenOverride !== undefined) config.listen = listenOverride;
@@ -69,7 +69,8 @@ export async function runServe(source: ConfigSource, listenOverride?: string): P
   }
 
   await stopped;
-  await gateway.close();
+  await gateway.shutdown();
+  log.info('stopped');
   return 0;
 }
 

@@ -171,11 +171,17 @@ export function parseListen(listen: string): { host: string; port: number } {
 /** Process-level settings that come only from the environment. */
 export interface RuntimeEnv {
   logLevel: string;
+  /** Pretty log lines: stdout is a TTY (LOG_FORMAT=json|pretty overrides). */
+  prettyLogs: boolean;
 }
 
 /** Read `LOG_LEVEL` and friends. */
-export function readRuntimeEnv(env: NodeJS.ProcessEnv = process.env): RuntimeEnv {
-  return { logLevel: env.LOG_LEVEL?.trim().toLowerCase() || 'info' };
+export function readRuntimeEnv(env: NodeJS.ProcessEnv = process.env, stdoutIsTty = process.stdout.isTTY === true): RuntimeEnv {
+  const format = env.LOG_FORMAT?.trim().toLowerCase();
+  return {
+    logLevel: env.LOG_LEVEL?.trim().toLowerCase() || 'info',
+    prettyLogs: format === 'pretty' || (format !== 'json' && stdoutIsTty),
+  };
 }
 
 /**

@@ -44,7 +44,32 @@ const strList = z.preprocess(
   z.array(str),
 );
 
+const cors = z
+  .object({
+    allowed_origins: strList,
+    allowed_methods: strList.optional(),
+    allowed_headers: strList.optional(),
+    expose_headers: strList.optional(),
+    max_age: z.coerce.number().int().nonnegative().optional(),
+    allow_credentials: bool.optional(),
+  })
+  .refine((c) => !(c.allow_credentials && c.allowed_origins.includes('*')), {
+    message: "allowed_origins '*' cannot be combined with allow_credentials",
+  });
+
+/** Options every store type takes. */
+const storeCommon = {
+  /** Per-store CORS for browsers (signed links in <video>, fetch from pages). */
+  cors: cors.optional(),
+  /** Cache-Control sent to clients; defaults: links `private, max-age=…`, bearer `private, no-store`. */
+  cache_control: z
+    .string()
+    .regex(/^[\x20-\x7e]{1,512}$/, 'must be printable ASCII, at most 512 characters')
+    .optional(),
+};
+
 const s3Store = z.object({
+  ...storeCommon,
   type: z.literal('s3'),
   bucket: str,
   region: str.default('us-east-1'),
@@ -59,12 +84,14 @@ const s3Store = z.object({
 });
 
 const azureStore = z.object({
+  ...storeCommon,
   type: z.literal('azure'),
   container: str,
   connection_string: str,
 });
 
 const fsStore = z.object({
+  ...storeCommon,
   type: z.literal('fs'),
   root: str,
 });
@@ -108,6 +135,33 @@ const limits = z
   })
   .default({ max_upload_size: 5 * 2 ** 30, store_timeout: 30_000, store_idle_timeout: 30_000 });
 
+const server = z
+  .object({
+    /** Time to receive a request's headers (slowloris on headers). */
+    headers_timeout: duration.default(10_000),
+    /** Time to receive a whole request, body included; 0 turns it off (uploads may be large). */
+    request_timeout: duration.default(3_600_000),
+    /** How long an idle keep-alive connection stays open. */
+    keep_alive_timeout: duration.default(5_000),
+    /** A connection with no bytes moving either way for this long is closed (slow bodies). */
+    idle_timeout: duration.default(60_000),
+    /** Largest request header block. */
+    max_header_size: size.default(16 * 1024),
+    /** How long in-flight transfers may run after SIGTERM/SIGINT before connections are cut. */
+    shutdown_timeout: duration.default(30_000),
+    /** How often each store is probed for readiness. */
+    probe_interval: duration.default(10_000),
+  })
+  .default({
+    headers_timeout: 10_000,
+    request_timeout: 3_600_000,
+    keep_alive_timeout: 5_000,
+    idle_timeout: 60_000,
+    max_header_size: 16 * 1024,
+    shutdown_timeout: 30_000,
+    probe_interval: 10_000,
+  });
+
 const sentry = z
   .object({ dsn: z.string().nullable().optional() })
   .nullable()
@@ -119,6 +173,7 @@ export const configSchema = z.object({
   auth: authSchema,
   cache,
   limits,
+  server,
   stores: z.record(z.string(), store).refine((s) => Object.keys(s).length > 0, 'at least one store is required'),
   sentry,
 });

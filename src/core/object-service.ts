@@ -9,6 +9,7 @@
  */
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream';
+import { LRUCache } from 'lru-cache';
 import { GatewayError, StoreError, type StoreOp } from '../errors.js';
 import type { DiskTier } from '../cache/disk-tier.js';
 import type { MemoryTier } from '../cache/memory-tier.js';
@@ -39,10 +40,21 @@ export type ObjectBody = { kind: 'buffer'; buffer: Buffer } | { kind: 'stream'; 
 
 export interface ObjectRead {
   meta: CachedMeta;
+  /** The whole object, or only `range` of it when a range was picked. */
   body: ObjectBody;
   /** `hit` when served from a cache tier without asking the store. */
   cache: 'hit' | 'miss';
+  range?: ByteRange;
 }
+
+/**
+ * Chooses the byte range to serve once the object's metadata is known (the HTTP layer parses
+ * Range and If-Range); `undefined` serves the whole object. It may throw to refuse the request.
+ */
+export type RangePicker = (meta: CachedMeta) => ByteRange | undefined;
+
+/** How many objects above max_object_size have their metadata remembered, for ranged reads. */
+export const OVERSIZED_META_ENTRIES = 10_000;
 
 export interface WriteOptions {
   contentType?: string | undefined;
@@ -82,6 +94,8 @@ export function createObjectService(options: ObjectServiceOptions): ObjectServic
 export class ObjectService {
   readonly #o: ObjectServiceOptions;
   readonly #fills = new Singleflight<Fill>();
+  /** Metadata of objects too large to cache: a range of one goes straight to a ranged store GET. */
+  readonly #oversized = new LRUCache<string, CachedMeta>({ max: OVERSIZED_META_ENTRIES });
 
   constructor(options: ObjectServiceOptions) {
     this.#o = options;
@@ -94,14 +108,25 @@ export class ObjectService {
     return store;
   }
 
-  /** Read a whole object: from memory, by joining a fill in flight, or by starting one. */
-  async read(bucket: string, key: string): Promise<ObjectRead> {
+  /**
+   * Read an object, or the range `pick` chooses: from memory, from disk, by joining a fill in
+   * flight, or by starting one. A range of a cacheable miss is served from the fill while the
+   * whole object fills the cache once; a range of an object above max_object_size is a ranged
+   * store GET, never the whole object.
+   */
+  async read(bucket: string, key: string, pick?: RangePicker): Promise<ObjectRead> {
     const store = this.store(bucket);
     const ck = cacheKey(bucket, key);
     const entry = this.#o.memory.get(ck);
-    if (entry) return { meta: entry.meta, body: { kind: 'buffer', buffer: entry.body }, cache: 'hit' };
-    const fromDisk = await this.#fromDisk(ck);
+    if (entry) return sliced(entry.meta, entry.body, pick?.(entry.meta), 'hit');
+    const fromDisk = await this.#fromDisk(ck, pick);
     if (fromDisk) return fromDisk;
+
+    const known = pick ? this.#oversized.get(ck) : undefined;
+    if (known && !this.#fills.get(ck)) {
+      const range = pick!(known);
+      if (range) return this.#rangedGet(store, key, ck, known, range);
+    }
 
     const { value: fill, leader } = this.#fills.join(ck, () => this.#startFill(store, key, ck));
     if (!leader) this.#o.onEvent?.({ type: 'coalesced', storeId: store.id });
@@ -111,14 +136,66 @@ export class ObjectService {
         throw notFound(bucket, key);
       case 'buffered': {
         const fb = state.buffer;
-        const body: ObjectBody = fb.done ? { kind: 'buffer', buffer: fb.head(fb.size) } : { kind: 'stream', stream: fb.createReader() };
-        return { meta: state.meta, body, cache: 'miss' };
+        const range = pick?.(state.meta);
+        if (fb.done) return sliced(state.meta, fb.head(fb.size), range, 'miss');
+        const stream = range ? fb.createReader(range.start, range.end) : fb.createReader();
+        return { meta: state.meta, body: { kind: 'stream', stream }, cache: 'miss', ...(range ? { range } : {}) };
       }
       case 'passthrough': {
+        this.#oversized.set(ck, state.meta);
+        let range: ByteRange | undefined;
+        try {
+          range = pick?.(state.meta);
+        } catch (err) {
+          state.take()?.destroy();
+          throw err;
+        }
+        if (range) {
+          state.take()?.destroy();
+          return this.#rangedGet(store, key, ck, state.meta, range);
+        }
         const stream = state.take() ?? (await this.#directGet(store, key, bucket)).stream;
         return { meta: state.meta, body: { kind: 'stream', stream }, cache: 'miss' };
       }
     }
+  }
+
+  /**
+   * Warm the cache for a key in the background, through the same singleflight as reads: a
+   * following GET joins this fill or hits. An object too large to cache is not fetched.
+   */
+  prefetch(bucket: string, key: string): void {
+    const store = this.store(bucket);
+    const ck = cacheKey(bucket, key);
+    if (this.#o.memory.has(ck) || this.#o.disk?.has(ck)) return;
+    const { value: fill } = this.#fills.join(ck, () => this.#startFill(store, key, ck));
+    fill.ready.then(
+      (state) => {
+        if (state.kind === 'passthrough') {
+          this.#oversized.set(ck, state.meta);
+          state.take()?.destroy();
+        }
+      },
+      () => {}, // reported through store-op events; a prefetch has no one to answer
+    );
+  }
+
+  /** A range of an object too large to cache, straight from the store. */
+  async #rangedGet(store: ObjectStore, key: string, ck: string, known: CachedMeta, range: ByteRange): Promise<ObjectRead> {
+    const res = await this.#timed(store, 'get', (signal) => store.get(key, { signal, range }));
+    if (!res) {
+      this.#oversized.delete(ck);
+      throw notFound(store.id, key);
+    }
+    // The store's answer carries its current validators; the type stays the one resolved before.
+    const meta: CachedMeta = {
+      ...known,
+      size: res.meta.size,
+      etag: res.meta.etag ?? known.etag,
+      lastModifiedMs: res.meta.lastModified?.getTime() ?? known.lastModifiedMs,
+    };
+    const stream = idleGuard(res.body, this.#o.storeIdleTimeoutMs, `store '${store.id}' body`);
+    return { meta, body: { kind: 'stream', stream }, cache: 'miss', range };
   }
 
   /** Metadata only (HEAD): from memory, a fill in flight, or the store's HEAD. Never caches a body. */
@@ -214,15 +291,26 @@ export class ObjectService {
     this.#fills.detach(ck);
     this.#o.memory.delete(ck);
     this.#o.disk?.delete(ck);
+    this.#oversized.delete(ck);
   }
 
-  /** A verified disk hit; a small one is promoted into memory (the first tier). */
-  async #fromDisk(ck: string): Promise<ObjectRead | undefined> {
+  /** A verified disk hit (or its range); a small one is promoted into memory (the first tier). */
+  async #fromDisk(ck: string, pick: RangePicker | undefined): Promise<ObjectRead | undefined> {
     const hit = await this.#o.disk?.lookup(ck);
     if (!hit) return undefined;
-    if (hit.kind === 'stream') return { meta: hit.meta, body: { kind: 'stream', stream: hit.stream }, cache: 'hit' };
+    if (hit.kind === 'file') {
+      let range: ByteRange | undefined;
+      try {
+        range = pick?.(hit.meta);
+      } catch (err) {
+        hit.close();
+        throw err;
+      }
+      const stream = range ? hit.open(range.start, range.end) : hit.open();
+      return { meta: hit.meta, body: { kind: 'stream', stream }, cache: 'hit', ...(range ? { range } : {}) };
+    }
     if (this.#o.memory.accepts(ck, hit.body.length)) this.#o.memory.set(ck, { meta: hit.meta, body: hit.body });
-    return { meta: hit.meta, body: { kind: 'buffer', buffer: hit.body }, cache: 'hit' };
+    return sliced(hit.meta, hit.body, pick?.(hit.meta), 'hit');
   }
 
   /** Whether an object of this size would be cached. */
@@ -392,6 +480,12 @@ export class ObjectService {
       throw error;
     }
   }
+}
+
+/** A buffer body, or the `range` of it (a zero-copy view). */
+function sliced(meta: CachedMeta, buffer: Buffer, range: ByteRange | undefined, cache: 'hit' | 'miss'): ObjectRead {
+  if (!range) return { meta, body: { kind: 'buffer', buffer }, cache };
+  return { meta, body: { kind: 'buffer', buffer: buffer.subarray(range.start, range.end + 1) }, cache, range };
 }
 
 /** A store answer that arrived after its deadline: release its body (and socket). */

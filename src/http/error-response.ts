@@ -4,7 +4,7 @@
  */
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { asGatewayError, type ErrorCode } from '../errors.js';
+import { asGatewayError, RangeNotSatisfiableError, type ErrorCode } from '../errors.js';
 
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
   GW_ERR_BAD_REQUEST: 400,
@@ -43,6 +43,8 @@ export function errorResponse(c: Context, err: unknown, log: ErrorLogger, extraH
   const headers: Record<string, string> = { 'cache-control': 'no-store', ...extraHeaders };
   // A refused upload's body may be unread (and large): close rather than drain it.
   if (c.req.method === 'PUT') headers.connection = 'close';
+  // RFC 9110 §14.4: a 416 names the current length.
+  if (e instanceof RangeNotSatisfiableError) headers['content-range'] = `bytes */${e.size}`;
   if (c.req.method === 'HEAD') return c.body(null, status, headers);
   return c.json({ error: e.message, code: e.code }, status, headers);
 }

@@ -15,6 +15,19 @@ export type Headers = Record<string, string>;
 /** Hono env on the Node adapter: `c.env` holds the raw request and response. */
 export type NodeEnv = { Bindings: HttpBindings };
 
+const contextHeaders = new WeakMap<Context, Record<string, string>>();
+
+/**
+ * Set a response header from middleware: on Hono's response (buffers, errors) and on raw
+ * streamed responses alike.
+ */
+export function setResponseHeader(c: Context, name: string, value: string): void {
+  c.header(name, value);
+  let h = contextHeaders.get(c);
+  if (!h) contextHeaders.set(c, (h = {}));
+  h[name] = value;
+}
+
 /** Report a stream that ended badly after the headers went out (client abort, store failure). */
 export type StreamErrorListener = (err: Error) => void;
 
@@ -53,7 +66,9 @@ export function sendStream<E extends NodeEnv>(
     // In-process app.request() (tests): no Node response to pipe into.
     return c.body(Readable.toWeb(stream) as unknown as ReadableStream, status as never, headers);
   }
-  out.writeHead(status, headers);
+  // Headers middleware set (CORS, request id) go out with the raw response too. (Reading
+  // c.res here would make Hono re-wrap RESPONSE_ALREADY_SENT and write the head twice.)
+  out.writeHead(status, { ...contextHeaders.get(c), ...headers });
   pipeline(stream, out).catch((err: Error) => onError?.(err));
   return RESPONSE_ALREADY_SENT;
 }

@@ -3,6 +3,7 @@
  * Authorization header are redacted wherever they appear.
  */
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -23,6 +24,8 @@ export interface LoggerOptions {
   level?: string;
   /** Where lines go; defaults to stdout. */
   destination?: NodeJS.WritableStream;
+  /** Human-readable lines (when stdout is a TTY); JSON lines otherwise. */
+  pretty?: boolean;
 }
 
 /** Build the process logger. */
@@ -34,7 +37,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    options.destination ?? process.stdout,
+    options.pretty ? pretty({ colorize: true, destination: options.destination ?? process.stdout }) : (options.destination ?? process.stdout),
   );
 }
 

@@ -42,7 +42,7 @@ describeCacheTierContract('disk', {
         if (!hit) return undefined;
         if (hit.kind === 'buffer') return hit.body;
         const chunks: Buffer[] = [];
-        for await (const c of hit.stream as AsyncIterable<Buffer>) chunks.push(c);
+        for await (const c of hit.open() as AsyncIterable<Buffer>) chunks.push(c);
         return Buffer.concat(chunks);
       },
       delete: async (key) => {

@@ -3,10 +3,13 @@
  * backend. Optionally a `tap` may intercept get() to slow, gate or break the real body.
  */
 import type { Readable } from 'node:stream';
+import { PROBE_KEY } from '../../src/core/readiness.js';
 import type { GetOptions, GetResult, ObjectStore, PutOptions, StoreRequestOptions } from '../../src/stores/types.js';
 
 export interface StoreCalls {
   head: number;
+  /** Readiness probes (HEAD of the probe key), kept apart from client-driven calls. */
+  probe: number;
   get: number;
   getRanged: number;
   put: number;
@@ -21,14 +24,15 @@ export type CountingStore = ObjectStore & {
 
 /** Wrap `inner`, counting every call. */
 export function countingStore(inner: ObjectStore): CountingStore {
-  const calls: StoreCalls = { head: 0, get: 0, getRanged: 0, put: 0, delete: 0 };
+  const calls: StoreCalls = { head: 0, probe: 0, get: 0, getRanged: 0, put: 0, delete: 0 };
   const store: CountingStore = {
     id: inner.id,
     type: inner.type,
     calls,
     tap: undefined,
     head(key: string, opts?: StoreRequestOptions) {
-      calls.head++;
+      if (key === PROBE_KEY) calls.probe++;
+      else calls.head++;
       return inner.head(key, opts);
     },
     get(key: string, opts: GetOptions = {}) {

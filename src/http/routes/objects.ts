@@ -1,30 +1,59 @@
 /**
- * `GET` and `HEAD /:bucket_id/*path`: parse the path, authenticate, then ask the core.
+ * `GET`, `HEAD` and `OPTIONS /:bucket_id/*path` (PUT is in put-object.ts): parse the path, answer
+ * CORS, authenticate, then ask the core. Preconditions and Range are decided once the object's
+ * metadata is known, inside the core's read, so a 304, 412 or 416 never costs a body fetch from
+ * the store, and a range of a large object is a ranged store GET.
  */
-import { Readable } from 'node:stream';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
-import { GatewayError } from '../../errors.js';
 import type { AuthResult } from '../../auth/middleware.js';
-import type { ObjectService } from '../../core/object-service.js';
+import type { CachedMeta } from '../../cache/types.js';
+import type { ObjectService, RangePicker } from '../../core/object-service.js';
+import { GatewayError, RangeNotSatisfiableError } from '../../errors.js';
 import type { Logger } from '../../metrics/log.js';
-import { objectHeaders } from '../object-headers.js';
+import { cacheControlFor } from '../cache-control.js';
+import { evaluatePreconditions, notModifiedHeaders } from '../conditional.js';
+import { contentDisposition, safeContentType } from '../content-disposition.js';
+import { corsHeaders, preflight, type CorsConfig } from '../cors.js';
+import { objectHeaders, X_CG_STATUS } from '../object-headers.js';
 import { parseObjectPath, rawPathOf, type ObjectPath } from '../object-path.js';
-import { sendBuffer, sendHead, sendStream } from '../send.js';
+import { contentRange, ifRangeMatches, parseRange } from '../range.js';
+import { sendBuffer, sendHead, sendStream, setResponseHeader } from '../send.js';
+import { putObject } from './put-object.js';
 
 export type ObjectEnv = {
   Bindings: HttpBindings;
-  Variables: { objectPath: ObjectPath; auth: AuthResult };
+  Variables: { objectPath: ObjectPath; auth: AuthResult; requestId: string };
 };
+
+/** Per-store HTTP options from the config. */
+export interface StoreHttpOptions {
+  cors?: CorsConfig | undefined;
+  cacheControl?: string | undefined;
+}
 
 export interface ObjectRouteDeps {
   service: ObjectService;
   log: Logger;
   /** `limits.max_upload_size`. */
   maxUploadBytes: number;
+  storeOptions: ReadonlyMap<string, StoreHttpOptions>;
 }
 
-const ALLOWED_METHODS = 'GET, HEAD, PUT';
+const ALLOWED_METHODS = 'GET, HEAD, PUT, OPTIONS';
+const PREFETCH_VALUES: Readonly<Record<string, boolean>> = { true: true, '1': true, false: false, '0': false };
+
+/** Refuse methods the object routes do not serve, before auth, with an `Allow` header. */
+export function objectMethodsMiddleware(): MiddlewareHandler<ObjectEnv> {
+  return async function allowObjectMethods(c, next) {
+    const m = c.req.method;
+    if (m !== 'GET' && m !== 'HEAD' && m !== 'PUT' && m !== 'OPTIONS') {
+      c.header('allow', ALLOWED_METHODS);
+      throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${m} is not allowed here`);
+    }
+    await next();
+  };
+}
 
 /** Parse the object path from the raw request target into `c.var.objectPath`. */
 export function parseObjectPathMiddleware(): MiddlewareHandler<ObjectEnv> {
@@ -36,19 +65,38 @@ export function parseObjectPathMiddleware(): MiddlewareHandler<ObjectEnv> {
   };
 }
 
-/** Refuse methods the object routes do not serve, before auth, with an `Allow` header. */
-export function objectMethodsMiddleware(): MiddlewareHandler<ObjectEnv> {
-  return async function allowObjectMethods(c, next) {
-    const m = c.req.method;
-    if (m !== 'GET' && m !== 'HEAD' && m !== 'PUT') {
-      c.header('allow', ALLOWED_METHODS);
-      throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${m} is not allowed here`);
+/**
+ * Per-store CORS: a preflight is answered here, without auth; every other response (errors
+ * included) carries the CORS headers for an allowed origin, and none for any other.
+ */
+export function corsMiddleware(storeOptions: ReadonlyMap<string, StoreHttpOptions>): MiddlewareHandler<ObjectEnv> {
+  return async function applyCors(c, next) {
+    const config = storeOptions.get(c.get('objectPath').bucket)?.cors;
+    const origin = c.req.header('origin');
+    if (c.req.method === 'OPTIONS') {
+      const result = preflight(config, {
+        origin,
+        requestMethod: c.req.header('access-control-request-method'),
+        requestHeaders: c.req.header('access-control-request-headers'),
+      });
+      if (!result) {
+        c.header('allow', ALLOWED_METHODS);
+        return c.body(null, 204);
+      }
+      if (result.status === 403) throw new GatewayError('GW_ERR_FORBIDDEN', result.reason);
+      return c.body(null, 204, result.headers);
     }
+    for (const [name, value] of Object.entries(corsHeaders(config, origin))) setResponseHeader(c, name, value);
     await next();
   };
 }
 
-/** The object handler. */
+/** A 304: not an error, but it ends the read as soon as the metadata is known. */
+class NotModified {
+  constructor(readonly meta: CachedMeta) {}
+}
+
+/** The GET/HEAD handler. */
 export function createObjectHandler(deps: ObjectRouteDeps) {
   const { service, log } = deps;
   const onStreamError = (err: Error) => {
@@ -58,53 +106,94 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
   return async function serveObject(c: Context<ObjectEnv>): Promise<Response> {
     const { bucket, key } = c.get('objectPath');
     if (c.req.method === 'PUT') return putObject(c, deps);
-    if (c.req.method === 'HEAD') {
-      const s = await service.stat(bucket, key);
-      return sendHead(c, 200, objectHeaders(s.meta, s.cache));
+    if (c.req.method === 'HEAD') return headObject(c, deps);
+
+    let read;
+    try {
+      read = await service.read(bucket, key, decideRange(c));
+    } catch (err) {
+      if (err instanceof NotModified) return sendHead(c, 304, notModifiedHeaders(responseHeaders(c, deps, err.meta, 'hit'), [X_CG_STATUS]));
+      throw err;
     }
-    const r = await service.read(bucket, key);
-    const headers = objectHeaders(r.meta, r.cache);
-    if (r.body.kind === 'buffer') return sendBuffer(c, 200, headers, r.body.buffer);
-    return sendStream(c, 200, headers, r.body.stream, onStreamError);
+    const headers = responseHeaders(c, deps, read.meta, read.cache);
+    let status: 200 | 206 = 200;
+    if (read.range) {
+      status = 206;
+      headers['content-range'] = contentRange(read.range.start, read.range.end, read.meta.size);
+      headers['content-length'] = String(read.range.end - read.range.start + 1);
+    }
+    if (read.body.kind === 'buffer') return sendBuffer(c, status, headers, read.body.buffer);
+    return sendStream(c, status, headers, read.body.stream, onStreamError);
   };
 }
 
 /**
- * PUT: check the announced length and the link's claims before any byte is read, then stream the
- * body to the store. Answers 200 with the stored object's ETag, as cachegate does (plus the ETag).
+ * RFC 9110 §13.2.2 then §14.2: preconditions first (304 / 412), then Range with If-Range; a
+ * satisfiable single range is served as 206, several ranges as the whole object (200), none as 416.
  */
-async function putObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): Promise<Response> {
-  const { bucket, key } = c.get('objectPath');
-  const auth = c.get('auth');
-  const claims = auth.kind === 'link' ? auth.claims : undefined;
-  const contentLength = parseContentLength(c.req.header('content-length'));
-  const contentType = c.req.header('content-type')?.trim() || undefined;
-
-  // Link claims (optional; enforced when present) are checked before the body is touched.
-  if (claims?.ct !== undefined && contentType?.toLowerCase() !== claims.ct.toLowerCase()) {
-    throw new GatewayError('GW_ERR_FORBIDDEN', `link requires Content-Type ${claims.ct}`);
-  }
-  if (claims?.len !== undefined) {
-    if (contentLength === undefined) throw new GatewayError('GW_ERR_LENGTH_REQUIRED', `link requires Content-Length ${claims.len}`);
-    if (contentLength !== claims.len) throw new GatewayError('GW_ERR_FORBIDDEN', `link requires Content-Length ${claims.len}`);
-  }
-  const maxBytes = Math.min(deps.maxUploadBytes, claims?.max_len ?? Infinity);
-  if (contentLength !== undefined && contentLength > maxBytes) {
-    throw new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', `body of ${contentLength} bytes exceeds the limit of ${maxBytes} bytes`);
-  }
-  deps.service.store(bucket); // an unknown bucket is a 404 before the body is read
-
-  // The Node request itself: never c.req.raw.body (a Web stream) on this path.
-  const body = c.env?.incoming ?? (c.req.raw.body ? Readable.fromWeb(c.req.raw.body as never) : Readable.from([]));
-  const result = await deps.service.write(bucket, key, body, { contentType, contentLength, maxBytes });
-  if (result.overwrote) deps.log.warn({ bucket, key, bytes: result.meta.size }, 'object overwritten');
-  return c.body(null, 200, { etag: result.meta.etag });
+function decideRange(c: Context<ObjectEnv>): RangePicker {
+  return (meta) => {
+    checkPreconditions(c, meta);
+    const header = c.req.header('range');
+    if (header === undefined || !ifRangeMatches(c.req.header('if-range'), meta)) return undefined;
+    const r = parseRange(header, meta.size);
+    if (r.kind === 'unsatisfiable') throw new RangeNotSatisfiableError(meta.size);
+    return r.kind === 'single' ? { start: r.start, end: r.end } : undefined;
+  };
 }
 
-/** RFC 9110 §8.6: Content-Length is 1*DIGIT. A negative or malformed one is a 400. */
-function parseContentLength(header: string | undefined): number | undefined {
-  if (header === undefined) return undefined;
-  const v = header.trim();
-  if (!/^\d{1,16}$/.test(v)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'malformed Content-Length');
-  return Number(v);
+function checkPreconditions(c: Context<ObjectEnv>, meta: CachedMeta): void {
+  const result = evaluatePreconditions(
+    {
+      method: c.req.method,
+      ifMatch: c.req.header('if-match'),
+      ifNoneMatch: c.req.header('if-none-match'),
+      ifModifiedSince: c.req.header('if-modified-since'),
+      ifUnmodifiedSince: c.req.header('if-unmodified-since'),
+    },
+    meta,
+  );
+  if (result === 'not-modified') throw new NotModified(meta);
+  if (result === 'precondition-failed') throw new GatewayError('GW_ERR_PRECONDITION_FAILED', 'precondition failed');
+}
+
+/** HEAD: metadata only; `?prefetch=1` also warms the cache in the background (cachegate's flag). */
+async function headObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): Promise<Response> {
+  const { bucket, key } = c.get('objectPath');
+  const prefetchParam = c.req.query('prefetch');
+  const prefetch = prefetchParam === undefined ? false : PREFETCH_VALUES[prefetchParam.toLowerCase()];
+  if (prefetch === undefined) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid query: prefetch must be true, false, 1 or 0');
+  const s = await deps.service.stat(bucket, key);
+  if (prefetch && s.cache === 'miss') deps.service.prefetch(bucket, key);
+  try {
+    checkPreconditions(c, s.meta);
+  } catch (err) {
+    if (err instanceof NotModified) return sendHead(c, 304, notModifiedHeaders(responseHeaders(c, deps, s.meta, s.cache), [X_CG_STATUS]));
+    throw err;
+  }
+  return sendHead(c, 200, responseHeaders(c, deps, s.meta, s.cache));
+}
+
+/**
+ * Everything a 200 carries: the object's headers, Accept-Ranges, Cache-Control for this kind of
+ * request, and a signed link's response overrides (`rcd`, `rct`; never unsigned query values).
+ */
+function responseHeaders(c: Context<ObjectEnv>, deps: ObjectRouteDeps, meta: CachedMeta, cache: 'hit' | 'miss'): Record<string, string> {
+  const headers = objectHeaders(meta, cache);
+  headers['accept-ranges'] = 'bytes';
+  const auth = c.get('auth');
+  const claims = auth.kind === 'link' ? auth.claims : undefined;
+  headers['cache-control'] = cacheControlFor({
+    auth: auth.kind,
+    linkExpiresAtSec: claims?.exp,
+    nowSec: Math.floor(Date.now() / 1000),
+    configured: deps.storeOptions.get(c.get('objectPath').bucket)?.cacheControl,
+  });
+  if (claims?.rcd !== undefined) headers['content-disposition'] = contentDisposition(claims.rcd);
+  if (claims?.rct !== undefined) {
+    const type = safeContentType(claims.rct);
+    if (!type) throw new GatewayError('GW_ERR_BAD_REQUEST', "the link's rct is not a valid media type");
+    headers['content-type'] = type;
+  }
+  return headers;
 }

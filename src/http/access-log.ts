@@ -1,0 +1,82 @@
+/**
+ * One access line per request, and the per-request metrics: method, bucket, key, status, bytes,
+ * duration, cache result and request id. Recorded when the response is done (streamed bodies
+ * included). The query string (which may hold `sig`) and the Authorization header are never
+ * logged.
+ */
+import { randomUUID } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import type { Logger } from '../metrics/log.js';
+import type { ObjectPath } from './object-path.js';
+import { X_CG_STATUS } from './object-headers.js';
+import { setResponseHeader } from './send.js';
+
+export const X_REQUEST_ID = 'x-request-id';
+const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
+
+/** What one request did. */
+export interface RequestRecord {
+  method: string;
+  status: number;
+  bytes: number;
+  durationSec: number;
+  cache: 'hit' | 'miss' | 'none';
+  requestId: string;
+  bucket: string | undefined;
+  key: string | undefined;
+  /** False when the connection ended before the response did. */
+  completed: boolean;
+}
+
+export interface AccessLogOptions {
+  log: Logger;
+  /** Write access lines (at info level). */
+  enabled: boolean;
+  onRequest?: (r: RequestRecord) => void;
+}
+
+type Env = { Bindings: HttpBindings; Variables: { objectPath: ObjectPath; requestId: string } };
+
+/** The middleware; runs first, so every request is counted (401s included). */
+export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<Env> {
+  const { log, onRequest } = options;
+  const logLines = options.enabled && log.isLevelEnabled('info');
+  return async function accessLog(c, next) {
+    const started = performance.now();
+    const incoming = c.req.header(X_REQUEST_ID);
+    const requestId = incoming && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
+    c.set('requestId', requestId);
+    setResponseHeader(c, X_REQUEST_ID, requestId);
+    await next();
+    const out = c.env?.outgoing;
+    const record = (status: number, headers: (name: string) => unknown, completed: boolean) => {
+      const path = c.get('objectPath') as ObjectPath | undefined;
+      const cg = headers(X_CG_STATUS);
+      const r: RequestRecord = {
+        method: c.req.method,
+        status,
+        bytes: Number(headers('content-length') ?? 0) || 0,
+        durationSec: (performance.now() - started) / 1000,
+        cache: cg === 'hit=1' ? 'hit' : cg === 'hit=0' ? 'miss' : 'none',
+        requestId,
+        bucket: path?.bucket,
+        key: path?.key,
+        completed,
+      };
+      onRequest?.(r);
+      if (logLines) {
+        log.info(
+          { req_id: r.requestId, method: r.method, bucket: r.bucket, key: r.key, status: r.status, bytes: r.bytes, duration_ms: Math.round(r.durationSec * 1e4) / 10, cache: r.cache, completed: r.completed },
+          'request',
+        );
+      }
+    };
+    if (!out) {
+      record(c.res.status, (n) => c.res.headers.get(n), true);
+      return;
+    }
+    // The adapter (or a piped stream) writes the response after this returns: record on close.
+    out.once('close', () => record(out.statusCode, (n) => out.getHeader(n), out.writableFinished));
+  };
+}
