@@ -6,7 +6,7 @@ import { Hono } from 'hono';
 import { createAuthMiddleware, type AuthOptions } from './auth/middleware.js';
 import type { ObjectService } from './core/object-service.js';
 import { createAccessLog, type RequestRecord } from './http/access-log.js';
-import { errorResponse } from './http/error-response.js';
+import { errorResponse, type ServerErrorListener } from './http/error-response.js';
 import { mountAdminRoutes, type AdminDeps } from './http/routes/admin.js';
 import {
   corsMiddleware,
@@ -30,6 +30,8 @@ export interface AppDeps {
   /** Write one access line per request. */
   accessLog: boolean;
   onRequest?: (r: RequestRecord) => void;
+  /** Server-side failures (5xx), e.g. for Sentry. */
+  onServerError?: ServerErrorListener;
 }
 
 /** Build the gateway's HTTP app. */
@@ -45,7 +47,7 @@ export function buildApp(deps: AppDeps): Hono<ObjectEnv> {
     createAuthMiddleware(deps.auth),
     createObjectHandler({ service: deps.service, log: deps.log, maxUploadBytes: deps.maxUploadBytes, storeOptions: deps.storeOptions }),
   );
-  app.onError((err, c) => errorResponse(c, err, deps.log));
+  app.onError((err, c) => errorResponse(c, err, deps.log, deps.onServerError));
   return app;
 }
 

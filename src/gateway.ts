@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { buildApp } from './app.js';
+import { GatewayError } from './errors.js';
 import { createBearerVerifier } from './auth/bearer.js';
 import { createKeyring } from './auth/keys.js';
 import { createLinkVerifier } from './auth/token.js';
@@ -17,6 +18,7 @@ import type { CoreEventListener } from './core/events.js';
 import { Readiness } from './core/readiness.js';
 import type { Logger } from './metrics/log.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
+import { createErrorReporter, type ErrorReporter } from './metrics/sentry.js';
 import { createStoreRegistry, type StoreRegistry } from './stores/registry.js';
 import type { MemoryTier } from './cache/memory-tier.js';
 
@@ -33,6 +35,7 @@ export interface Gateway {
   listen(host?: string, port?: number): Promise<{ url: string; server: Server }>;
   readiness: Readiness;
   metrics: Metrics;
+  errors: ErrorReporter;
   /**
    * Graceful stop: readiness turns 503, the listener stops, idle keep-alive sockets close, and
    * in-flight transfers get up to `server.shutdown_timeout` before connections are cut. Then
@@ -100,8 +103,20 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     timeoutMs: config.limits.store_timeout,
     onProbeFailed: (storeId, err) => deps.log.warn({ store: storeId, err: (err as Error)?.message }, 'store probe failed'),
   });
+  let errors: ErrorReporter;
+  try {
+    errors = config.sentry?.dsn
+      ? createErrorReporter(
+          { dsn: config.sentry.dsn, environment: config.sentry.environment, release: config.sentry.release },
+          (err) => deps.log.debug({ err: (err as Error)?.message }, 'sentry send failed'),
+        )
+      : createErrorReporter(undefined);
+  } catch (err) {
+    throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n  sentry.dsn: ${(err as Error).message}`);
+  }
   const app = buildApp({
     service,
+    onServerError: (err, ctx) => errors.capture(err, ctx),
     auth,
     log: deps.log,
     maxUploadBytes: config.limits.max_upload_size,
@@ -128,6 +143,7 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     readiness.stop();
     await disk?.close();
     await stores.closeAll();
+    await errors.flush();
   };
   return {
     config,
@@ -167,6 +183,7 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     },
     readiness,
     metrics: m,
+    errors,
     async shutdown() {
       readiness.drain();
       const s = server;

@@ -38,6 +38,13 @@ export async function runServe(source: ConfigSource, listenOverride?: string): P
 
   if (source.kind === 'default') await writeSampleObject(config.stores.local);
 
+  // A crash is reported (Sentry, when configured) and logged before the process exits.
+  process.once('uncaughtException', (err) => {
+    log.fatal({ err: err.message, stack: err.stack }, 'uncaught exception');
+    gateway.errors.capture(err, { code: 'GW_ERR_INTERNAL' });
+    void Promise.race([gateway.errors.flush(), new Promise((r) => setTimeout(r, 2_000))]).finally(() => process.exit(1));
+  });
+
   // Handle signals from the start: a SIGTERM right after startup must still stop cleanly.
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {

@@ -162,8 +162,13 @@ const server = z
     probe_interval: 10_000,
   });
 
+/** cachegate's optional Sentry section; `dsn: null` (or none) means off. */
 const sentry = z
-  .object({ dsn: z.string().nullable().optional() })
+  .object({
+    dsn: z.string().url('must be a Sentry DSN URL').nullable().optional(),
+    environment: z.string().optional(),
+    release: z.string().optional(),
+  })
   .nullable()
   .optional();
 

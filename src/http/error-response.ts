@@ -31,16 +31,20 @@ export interface ErrorLogger {
   error(obj: object, msg: string): void;
 }
 
+/** Called for server-side failures (5xx), e.g. to report them to Sentry. */
+export type ServerErrorListener = (err: unknown, context: { code: string; method: string; status: number }) => void;
+
 /** The JSON error response for `err`; logs server-side failures with their cause. */
-export function errorResponse(c: Context, err: unknown, log: ErrorLogger, extraHeaders?: Record<string, string>): Response {
+export function errorResponse(c: Context, err: unknown, log: ErrorLogger, onServerError?: ServerErrorListener): Response {
   const e = asGatewayError(err);
   const status = STATUS_BY_CODE[e.code];
   if (status >= 500) {
+    onServerError?.(e, { code: e.code, method: c.req.method, status });
     const cause = e.cause instanceof Error ? { name: e.cause.name, message: e.cause.message } : e.cause;
     (status === 500 ? log.error : log.warn).call(log, { code: e.code, cause, stack: status === 500 ? (e.cause as Error)?.stack : undefined }, e.message);
   }
   // HEAD responses carry no body, but keep the status and headers.
-  const headers: Record<string, string> = { 'cache-control': 'no-store', ...extraHeaders };
+  const headers: Record<string, string> = { 'cache-control': 'no-store' };
   // A refused upload's body may be unread (and large): close rather than drain it.
   if (c.req.method === 'PUT') headers.connection = 'close';
   // RFC 9110 §14.4: a 416 names the current length.

@@ -1,0 +1,82 @@
+/**
+ * Optional Sentry, as in cachegate: with `sentry.dsn` set, server errors are sent as envelopes to
+ * the DSN's project (here a local receiver); with `dsn: null` nothing is sent. No event carries a
+ * signature or a token.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AUTH, TEST_TOKEN, startGateway } from '../helpers/gateway.js';
+
+describe('sentry', () => {
+  let dir: string;
+  let receiver: http.Server;
+  let port: number;
+  const received: { url: string; auth: string; body: string }[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cg-sentry-'));
+    await writeFile(path.join(dir, 'file'), 'x');
+    receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        received.push({ url: req.url!, auth: String(req.headers['x-sentry-auth']), body });
+        res.end('{}');
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    port = (receiver.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise((r) => receiver.close(r));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('sends server errors to the DSN, with no secret in the event', async () => {
+    received.length = 0;
+    const gw = await startGateway({
+      sentry: { dsn: `http://publickey@127.0.0.1:${port}/42`, environment: 'test' },
+      stores: { broken: { type: 'fs', root: path.join(dir, 'file', 'sub') } },
+    });
+    try {
+      // The bearer token authenticates; the sig in the query must not reach the event either.
+      const res = await fetch(`${gw.url}/broken/some/key.bin?sig=abc.def`, { headers: AUTH });
+      expect(res.status).toBe(502);
+      await gw.gateway.errors.flush();
+      expect(received.length).toBe(1);
+      const [event] = received;
+      expect(event!.url).toBe('/api/42/envelope/');
+      expect(event!.auth).toContain('sentry_key=publickey');
+      const lines = event!.body.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines[1]).toEqual({ type: 'event' });
+      const payload = JSON.stringify(lines[2]);
+      expect(payload).toContain("store 'broken' failed");
+      expect(payload).toContain('GW_ERR_STORE');
+      expect(payload).not.toContain(TEST_TOKEN);
+      expect(payload).not.toContain('abc.def');
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('sends nothing with dsn: null', async () => {
+    received.length = 0;
+    const gw = await startGateway({ sentry: { dsn: null }, stores: { broken: { type: 'fs', root: path.join(dir, 'file', 'sub') } } });
+    try {
+      expect((await fetch(`${gw.url}/broken/k`, { headers: AUTH })).status).toBe(502);
+      await gw.gateway.errors.flush();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(received).toEqual([]);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('refuses a malformed DSN at startup, naming the key', async () => {
+    await expect(startGateway({ sentry: { dsn: 'http://127.0.0.1/x' }, stores: { a: { type: 'fs', root: dir } } })).rejects.toThrow(/sentry\.dsn/);
+  });
+});
