@@ -77,7 +77,8 @@ export function encodeObjectPath(key: string): string {
   return key.split('/').map(encodeURIComponent).join('/');
 }
 
-export interface SignLinkOptions {
+/** Where and what to sign; the optional claims (`kid`, `nbf`, `len`, …) are passed as they are. */
+export interface SignLinkOptions extends Partial<Pick<LinkClaims, (typeof OPTIONAL_CLAIMS)[number]>> {
   /** Where the gateway is reached, e.g. `https://cdn.example.com` (a path prefix is kept). */
   baseUrl: string;
   bucket: string;
@@ -90,13 +91,6 @@ export interface SignLinkOptions {
   exp?: number;
   /** Base64url 32-byte Ed25519 seed, as `cachegate keygen` writes it. */
   privateKey: string | Uint8Array;
-  kid?: string;
-  nbf?: number;
-  len?: number;
-  max_len?: number;
-  ct?: string;
-  rcd?: string;
-  rct?: string;
   /** Clock for tests: unix seconds now. */
   now?: number;
 }
@@ -111,14 +105,8 @@ export async function signLink(options: SignLinkOptions): Promise<string> {
     m: options.method ?? 'GET',
     b: options.bucket,
     p: key,
-    kid: options.kid,
-    nbf: options.nbf,
-    len: options.len,
-    max_len: options.max_len,
-    ct: options.ct,
-    rcd: options.rcd,
-    rct: options.rct,
   };
+  for (const k of OPTIONAL_CLAIMS) if (options[k] !== undefined) (claims as unknown as Record<string, unknown>)[k] = options[k];
   const token = await signToken(claims, options.privateKey);
   const base = options.baseUrl.replace(/\/+$/, '');
   return `${base}/${encodeURIComponent(options.bucket)}/${encodeObjectPath(key)}?sig=${token}`;
