@@ -1,5 +1,6 @@
 // @ts-check
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -15,5 +16,10 @@ export default tseslint.config(
   {
     files: ['src/main.ts', 'src/cli/**', 'bench/**', 'test/**'],
     rules: { 'no-console': 'off' },
+  },
+  {
+    // The benchmark harness is plain ESM JavaScript run by node.
+    files: ['bench/**/*.mjs', 'bench/**/*.js'],
+    languageOptions: { globals: { ...globals.node } },
   },
 );
