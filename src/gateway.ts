@@ -166,6 +166,8 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
             headersTimeout: sc.headers_timeout,
             requestTimeout: sc.request_timeout,
             keepAliveTimeout: sc.keep_alive_timeout,
+            // Node checks headers/request deadlines only this often (default 30 s).
+            connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(Math.min(sc.headers_timeout, sc.request_timeout || Infinity) / 4))),
           },
         }) as Server;
         // No bytes either way for this long (a stalled body, a client that stopped reading): close.
@@ -229,7 +231,8 @@ function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stre
     return;
   }
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
-  const body = JSON.stringify({ error: tooLarge ? 'request headers too large' : 'malformed HTTP request', code: 'GW_ERR_BAD_REQUEST' });
+  const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = tooLarge ? '431 Request Header Fields Too Large' : timedOut ? '408 Request Timeout' : '400 Bad Request';
+  const body = JSON.stringify({ error: tooLarge ? 'request headers too large' : timedOut ? 'request not received in time' : 'malformed HTTP request', code: 'GW_ERR_BAD_REQUEST' });
   socket.end(`HTTP/1.1 ${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }

@@ -9,7 +9,6 @@ import type { MiddlewareHandler } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import type { Logger } from '../metrics/log.js';
 import type { ObjectPath } from './object-path.js';
-import { X_CG_STATUS } from './object-headers.js';
 import { setResponseHeader } from './send.js';
 
 export const X_REQUEST_ID = 'x-request-id';
@@ -36,7 +35,13 @@ export interface AccessLogOptions {
   onRequest?: (r: RequestRecord) => void;
 }
 
-type Env = { Bindings: HttpBindings; Variables: { objectPath: ObjectPath; requestId: string } };
+/** What a handler tells the access log about the body it sent (streams bypass Hono's Response). */
+export interface ResponseNote {
+  cache: 'hit' | 'miss';
+  bytes: number;
+}
+
+type Env = { Bindings: HttpBindings; Variables: { objectPath: ObjectPath; requestId: string; responseNote: ResponseNote } };
 
 /** The middleware; runs first, so every request is counted (401s included). */
 export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<Env> {
@@ -50,15 +55,16 @@ export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<En
     setResponseHeader(c, X_REQUEST_ID, requestId);
     await next();
     const out = c.env?.outgoing;
-    const record = (status: number, headers: (name: string) => unknown, completed: boolean) => {
+    const record = (status: number, completed: boolean) => {
       const path = c.get('objectPath') as ObjectPath | undefined;
-      const cg = headers(X_CG_STATUS);
+      const note = c.get('responseNote') as ResponseNote | undefined;
       const r: RequestRecord = {
         method: c.req.method,
         status,
-        bytes: Number(headers('content-length') ?? 0) || 0,
+        // Object handlers note what they sent; other responses (errors, admin) are Hono's.
+        bytes: note ? note.bytes : Number(c.res.headers.get('content-length') ?? 0) || 0,
         durationSec: (performance.now() - started) / 1000,
-        cache: cg === 'hit=1' ? 'hit' : cg === 'hit=0' ? 'miss' : 'none',
+        cache: note?.cache ?? 'none',
         requestId,
         bucket: path?.bucket,
         key: path?.key,
@@ -73,10 +79,10 @@ export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<En
       }
     };
     if (!out) {
-      record(c.res.status, (n) => c.res.headers.get(n), true);
+      record(c.res.status, true);
       return;
     }
     // The adapter (or a piped stream) writes the response after this returns: record on close.
-    out.once('close', () => record(out.statusCode, (n) => out.getHeader(n), out.writableFinished));
+    out.once('close', () => record(out.statusCode, out.writableFinished));
   };
 }

@@ -17,13 +17,14 @@ import { contentDisposition, safeContentType } from '../content-disposition.js';
 import { corsHeaders, preflight, type CorsConfig } from '../cors.js';
 import { objectHeaders, X_CG_STATUS } from '../object-headers.js';
 import { parseObjectPath, rawPathOf, type ObjectPath } from '../object-path.js';
+import type { ResponseNote } from '../access-log.js';
 import { contentRange, ifRangeMatches, parseRange } from '../range.js';
 import { sendBuffer, sendHead, sendStream, setResponseHeader } from '../send.js';
 import { putObject } from './put-object.js';
 
 export type ObjectEnv = {
   Bindings: HttpBindings;
-  Variables: { objectPath: ObjectPath; auth: AuthResult; requestId: string };
+  Variables: { objectPath: ObjectPath; auth: AuthResult; requestId: string; responseNote: ResponseNote };
 };
 
 /** Per-store HTTP options from the config. */
@@ -112,16 +113,22 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
     try {
       read = await service.read(bucket, key, decideRange(c));
     } catch (err) {
-      if (err instanceof NotModified) return sendHead(c, 304, notModifiedHeaders(responseHeaders(c, deps, err.meta, 'hit'), [X_CG_STATUS]));
+      if (err instanceof NotModified) {
+        c.set('responseNote', { cache: 'hit', bytes: 0 });
+        return sendHead(c, 304, notModifiedHeaders(responseHeaders(c, deps, err.meta, 'hit'), [X_CG_STATUS]));
+      }
       throw err;
     }
     const headers = responseHeaders(c, deps, read.meta, read.cache);
     let status: 200 | 206 = 200;
+    let bytes = read.meta.size;
     if (read.range) {
       status = 206;
+      bytes = read.range.end - read.range.start + 1;
       headers['content-range'] = contentRange(read.range.start, read.range.end, read.meta.size);
-      headers['content-length'] = String(read.range.end - read.range.start + 1);
+      headers['content-length'] = String(bytes);
     }
+    c.set('responseNote', { cache: read.cache, bytes });
     if (read.body.kind === 'buffer') return sendBuffer(c, status, headers, read.body.buffer);
     return sendStream(c, status, headers, read.body.stream, onStreamError);
   };
@@ -165,6 +172,7 @@ async function headObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): Promise
   if (prefetch === undefined) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid query: prefetch must be true, false, 1 or 0');
   const s = await deps.service.stat(bucket, key);
   if (prefetch && s.cache === 'miss') deps.service.prefetch(bucket, key);
+  c.set('responseNote', { cache: s.cache, bytes: 0 });
   try {
     checkPreconditions(c, s.meta);
   } catch (err) {
