@@ -171,7 +171,8 @@ async function headObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): Promise
   const prefetch = prefetchParam === undefined ? false : PREFETCH_VALUES[prefetchParam.toLowerCase()];
   if (prefetch === undefined) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid query: prefetch must be true, false, 1 or 0');
   const s = await deps.service.stat(bucket, key);
-  if (prefetch && s.cache === 'miss') deps.service.prefetch(bucket, key);
+  // An object too large to cache is not fetched at all: warming it would only waste a store GET.
+  if (prefetch && s.cache === 'miss' && deps.service.isCacheable(bucket, key, s.meta.size)) deps.service.prefetch(bucket, key);
   c.set('responseNote', { cache: s.cache, bytes: 0 });
   try {
     checkPreconditions(c, s.meta);
