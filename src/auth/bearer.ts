@@ -2,9 +2,10 @@
  * Bearer tokens, compared in constant time: both sides are hashed first, so neither the length
  * nor the content of a configured token leaks through timing, and every token is checked.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest();
+// One-shot hashing: about half the cost of createHash().update().digest() on the hit path.
+const sha256 = (s: string): Buffer => hash('sha256', s, 'buffer');
 
 /** A checker for presented tokens against the configured ones. */
 export type BearerVerifier = (presented: string) => boolean;

@@ -5,6 +5,7 @@
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { asGatewayError, RangeNotSatisfiableError, type ErrorCode } from '../errors.js';
+import { withExtras } from './send.js';
 
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
   GW_ERR_BAD_REQUEST: 400,
@@ -49,6 +50,7 @@ export function errorResponse(c: Context, err: unknown, log: ErrorLogger, onServ
   if (c.req.method === 'PUT') headers.connection = 'close';
   // RFC 9110 §14.4: a 416 names the current length.
   if (e instanceof RangeNotSatisfiableError) headers['content-range'] = `bytes */${e.size}`;
+  withExtras(c, headers);
   if (c.req.method === 'HEAD') return c.body(null, status, headers);
   return c.json({ error: e.message, code: e.code }, status, headers);
 }

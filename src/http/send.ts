@@ -15,17 +15,24 @@ export type Headers = Record<string, string>;
 /** Hono env on the Node adapter: `c.env` holds the raw request and response. */
 export type NodeEnv = { Bindings: HttpBindings };
 
-const contextHeaders = new WeakMap<Context, Record<string, string>>();
+type ExtrasEnv = { Variables: { extraHeaders?: Record<string, string> } };
 
 /**
- * Set a response header from middleware: on Hono's response (buffers, errors) and on raw
- * streamed responses alike.
+ * Set a response header from middleware (request id, CORS). Kept in a plain per-request object
+ * that every sender merges, rather than with c.header(): Hono's Headers would push every
+ * response off the Node adapter's plain-object fast path (and break RESPONSE_ALREADY_SENT).
  */
 export function setResponseHeader(c: Context, name: string, value: string): void {
-  c.header(name, value);
-  let h = contextHeaders.get(c);
-  if (!h) contextHeaders.set(c, (h = {}));
-  h[name] = value;
+  const cx = c as unknown as Context<ExtrasEnv>;
+  const h = cx.get('extraHeaders');
+  if (h) h[name] = value;
+  else cx.set('extraHeaders', { [name]: value });
+}
+
+/** `headers` plus whatever middleware added for this request. */
+export function withExtras(c: Context, headers: Headers): Headers {
+  const extras = (c as unknown as Context<ExtrasEnv>).get('extraHeaders');
+  return extras ? Object.assign(headers, extras) : headers;
 }
 
 /** Report a stream that ended badly after the headers went out (client abort, store failure). */
@@ -34,8 +41,8 @@ export type StreamErrorListener = (err: Error) => void;
 /** Send a whole buffer (or no body for HEAD). */
 export function sendBuffer(c: Context, status: StatusCode, headers: Headers, body: Buffer | null): Response {
   // A Buffer is a Uint8Array; the adapter writes it to the socket without copying.
-  if (c.req.method === 'HEAD' || body === null) return c.body(null, status as never, headers);
-  return c.body(body as Uint8Array<ArrayBuffer>, status as never, headers);
+  if (c.req.method === 'HEAD' || body === null) return c.body(null, status as never, withExtras(c, headers));
+  return c.body(body as Uint8Array<ArrayBuffer>, status as never, withExtras(c, headers));
 }
 
 /**
@@ -43,7 +50,7 @@ export function sendBuffer(c: Context, status: StatusCode, headers: Headers, bod
  * through the adapter rather than the raw response; the adapter keeps our Content-Length.
  */
 export function sendHead(c: Context, status: StatusCode, headers: Headers): Response {
-  return c.body(null, status as never, headers);
+  return c.body(null, status as never, withExtras(c, headers));
 }
 
 /**
@@ -64,11 +71,10 @@ export function sendStream<E extends NodeEnv>(
   }
   if (!out) {
     // In-process app.request() (tests): no Node response to pipe into.
-    return c.body(Readable.toWeb(stream) as unknown as ReadableStream, status as never, headers);
+    return c.body(Readable.toWeb(stream) as unknown as ReadableStream, status as never, withExtras(c, headers));
   }
-  // Headers middleware set (CORS, request id) go out with the raw response too. (Reading
-  // c.res here would make Hono re-wrap RESPONSE_ALREADY_SENT and write the head twice.)
-  out.writeHead(status, { ...contextHeaders.get(c), ...headers });
+  // (Reading c.res here would make Hono re-wrap RESPONSE_ALREADY_SENT and write the head twice.)
+  out.writeHead(status, withExtras(c, headers));
   pipeline(stream, out).catch((err: Error) => onError?.(err));
   return RESPONSE_ALREADY_SENT;
 }

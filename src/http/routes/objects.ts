@@ -189,7 +189,6 @@ async function headObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): Promise
  */
 function responseHeaders(c: Context<ObjectEnv>, deps: ObjectRouteDeps, meta: CachedMeta, cache: 'hit' | 'miss'): Record<string, string> {
   const headers = objectHeaders(meta, cache);
-  headers['accept-ranges'] = 'bytes';
   const auth = c.get('auth');
   const claims = auth.kind === 'link' ? auth.claims : undefined;
   headers['cache-control'] = cacheControlFor({
