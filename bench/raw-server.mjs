@@ -1,0 +1,53 @@
+/**
+ * The ceiling: a bare node:http server answering `GET /bench/<key>` with the same bytes and the
+ * same response headers as the gateway (Content-Type, Content-Length, ETag, Last-Modified and an
+ * X-CG-Status), from Buffers in memory. No routing framework, no auth, no cache lookup.
+ *
+ * Usage: node bench/raw-server.mjs '<json: {"objects":[{"key":"hot/4k.bin","size":4096}]}>'
+ * Prints {"port":…} when listening. Exits on SIGTERM/SIGINT or when stdin closes.
+ */
+import http from 'node:http';
+import { BUCKET, objectBytes, sha256 } from './lib/objects.mjs';
+
+const spec = JSON.parse(process.argv[2] ?? '{"objects":[]}');
+const lastModified = new Date(Math.floor(Date.now() / 1000) * 1000).toUTCString();
+const objects = new Map();
+for (const { key, size } of spec.objects) {
+  const body = objectBytes(key, size);
+  objects.set(`/${BUCKET}/${key}`, {
+    body,
+    headers: {
+      'content-type': 'application/octet-stream',
+      'content-length': String(size),
+      etag: `"${sha256(body).slice(0, 32)}"`,
+      'x-cg-status': 'hit=1',
+      'last-modified': lastModified,
+    },
+  });
+}
+
+const server = http.createServer((req, res) => {
+  const q = req.url.indexOf('?');
+  const obj = objects.get(q === -1 ? req.url : req.url.slice(0, q));
+  if (!obj) {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end('{"error":"not found","code":"GW_ERR_NOT_FOUND"}');
+    return;
+  }
+  res.writeHead(200, obj.headers);
+  res.end(req.method === 'HEAD' ? undefined : obj.body);
+});
+server.keepAliveTimeout = 60_000;
+
+const stop = () => {
+  server.closeAllConnections();
+  server.close(() => process.exit(0));
+  setTimeout(() => process.exit(0), 1000).unref();
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdin.on('end', stop);
+process.stdin.on('error', stop);
+process.stdin.resume();
+
+server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
