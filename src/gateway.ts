@@ -3,7 +3,7 @@
  * Nothing here runs at import; `main.ts` and the tests call these.
  */
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { GatewayError } from './errors.js';
@@ -16,6 +16,7 @@ import type { Config } from './config/schema.js';
 import { createObjectService, type ObjectService } from './core/object-service.js';
 import type { CoreEventListener } from './core/events.js';
 import { Readiness } from './core/readiness.js';
+import { createFastPath } from './http/fast-path.js';
 import type { Logger } from './metrics/log.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createErrorReporter, type ErrorReporter } from './metrics/sentry.js';
@@ -114,17 +115,21 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
   } catch (err) {
     throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n  sentry.dsn: ${(err as Error).message}`);
   }
+  const storeOptions = new Map(
+    Object.entries(config.stores).map(([id, sc]) => [id, { cors: sc.cors, cacheControl: sc.cache_control }]),
+  );
+  const accessLog = deps.accessLog ?? true;
+  const onRequest = (r: Parameters<Metrics['observeRequest']>[0]) => m.observeRequest(r);
+  const fastPath = createFastPath({ service, auth, storeOptions, log: deps.log, accessLog, onRequest });
   const app = buildApp({
     service,
     onServerError: (err, ctx) => errors.capture(err, ctx),
     auth,
     log: deps.log,
     maxUploadBytes: config.limits.max_upload_size,
-    accessLog: deps.accessLog ?? true,
-    onRequest: (r) => m.observeRequest(r),
-    storeOptions: new Map(
-      Object.entries(config.stores).map(([id, sc]) => [id, { cors: sc.cors, cacheControl: sc.cache_control }]),
-    ),
+    accessLog,
+    onRequest,
+    storeOptions,
     admin: {
       ready: () => readiness.ready(),
       stats: () => m.stats(),
@@ -161,6 +166,11 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
           fetch: app.fetch,
           hostname: host ?? '127.0.0.1',
           port: port ?? 0,
+          // Plain memory hits are answered before Hono (http/fast-path.ts); the rest goes on.
+          createServer: ((options: object, listener: (req: never, res: never) => void) =>
+            createServer(options, (req, res) => {
+              if (!fastPath(req, res)) listener(req as never, res as never);
+            })) as never,
           serverOptions: {
             maxHeaderSize: sc.max_header_size,
             headersTimeout: sc.headers_timeout,

@@ -54,6 +54,16 @@ export class MemoryTier {
     return entry;
   }
 
+  /**
+   * The entry for `key` if held (marking it recently used and counting the hit); a miss is not
+   * counted, because the caller will look again through `get` (the hit fast path).
+   */
+  getIfPresent(key: string): CacheEntry | undefined {
+    const entry = this.#lru?.get(key);
+    if (entry) this.#onEvent?.({ type: 'hit', tier: this.name });
+    return entry;
+  }
+
   /** Whether `key` is held, without touching recency or counting a hit. */
   has(key: string): boolean {
     return this.#lru?.has(key) ?? false;

@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import { GatewayError, StoreError } from '../errors.js';
 import type { DiskTier } from '../cache/disk-tier.js';
 import type { MemoryTier } from '../cache/memory-tier.js';
-import type { CachedMeta } from '../cache/types.js';
+import type { CacheEntry, CachedMeta } from '../cache/types.js';
 import type { StoreRegistry } from '../stores/registry.js';
 import type { ByteRange, ObjectStore } from '../stores/types.js';
 import { needsSniff, SNIFF_BYTES } from './content-type.js';
@@ -203,6 +203,11 @@ export class ObjectService {
       lastModifiedMs: res.meta.lastModified?.getTime() ?? known.lastModifiedMs,
     };
     return { meta, body: { kind: 'stream', stream: this.#calls.guard(store, res.body) }, cache: 'miss', range };
+  }
+
+  /** A memory hit, or `undefined` (nothing counted): for the HTTP fast path. */
+  memoryHit(bucket: string, key: string): CacheEntry | undefined {
+    return this.#o.memory.getIfPresent(cacheKey(bucket, key));
   }
 
   /** Metadata only (HEAD): from memory, a fill in flight, or the store's HEAD. Never caches a body. */

@@ -49,10 +49,11 @@ export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<En
   const logLines = options.enabled && log.isLevelEnabled('info');
   return async function accessLog(c, next) {
     const started = performance.now();
-    const incoming = c.req.header(X_REQUEST_ID);
-    const requestId = incoming && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
+    // A request id when access lines are written, or to echo the client's; as on the fast path.
+    const incoming = c.env?.incoming?.headers[X_REQUEST_ID] ?? c.req.header(X_REQUEST_ID);
+    const requestId = typeof incoming === 'string' && REQUEST_ID_RE.test(incoming) ? incoming : logLines ? randomUUID() : '';
     c.set('requestId', requestId);
-    setResponseHeader(c, X_REQUEST_ID, requestId);
+    if (requestId) setResponseHeader(c, X_REQUEST_ID, requestId);
     await next();
     const out = c.env?.outgoing;
     const record = (status: number, completed: boolean) => {

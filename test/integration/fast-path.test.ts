@@ -1,0 +1,96 @@
+/**
+ * The hit fast path (http/fast-path.ts) answers plain memory hits before Hono. It must answer
+ * exactly as the full route does: same status, headers and bytes, for bearer and signed requests;
+ * anything it does not handle must reach the full route unchanged.
+ */
+import { createPrivateKey, randomBytes, sign as edSign } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFsStore } from '../../src/stores/fs.js';
+import { countingStore, type CountingStore } from '../helpers/counting-store.js';
+import { AUTH, TEST_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js';
+
+const SEED = Buffer.alloc(32, 3);
+const PRIVATE_KEY = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), SEED]), format: 'der', type: 'pkcs8' });
+const PUBLIC_KEY = (PRIVATE_KEY.export({ format: 'jwk' }) as { x: string }).x;
+
+function link(claims: Record<string, unknown>): string {
+  const payload = Buffer.from(JSON.stringify({ v: 1, exp: Math.floor(Date.now() / 1000) + 600, ...claims }));
+  return `${payload.toString('base64url')}.${edSign(null, payload, PRIVATE_KEY).toString('base64url')}`;
+}
+
+/** Headers that legitimately differ between two responses. */
+const VOLATILE = new Set(['date', 'x-request-id', 'keep-alive', 'connection']);
+const stable = (res: Response) => Object.fromEntries([...res.headers].filter(([k]) => !VOLATILE.has(k)));
+
+describe('hit fast path', () => {
+  let dir: string;
+  let store: CountingStore;
+  let gw: TestGateway;
+  const body = randomBytes(70_000);
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cg-fast-'));
+    await writeFile(path.join(dir, 'clip.bin'), body);
+    store = countingStore(createFsStore('media', { root: dir }));
+    gw = await startGateway({ auth: { bearer_token: TEST_TOKEN, public_key: PUBLIC_KEY } }, [store]);
+    await (await fetch(`${gw.url}/media/clip.bin`, { headers: AUTH })).arrayBuffer(); // now cached
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // A non-matching If-None-Match sends the same request through the full (Hono) route.
+  const FULL_ROUTE = { 'if-none-match': '"no-such-etag"' };
+
+  it('answers a bearer hit exactly as the full route does', async () => {
+    for (const method of ['GET', 'HEAD']) {
+      const fast = await fetch(`${gw.url}/media/clip.bin`, { method, headers: AUTH });
+      const full = await fetch(`${gw.url}/media/clip.bin`, { method, headers: { ...AUTH, ...FULL_ROUTE } });
+      expect(fast.status).toBe(200);
+      expect(full.status).toBe(200);
+      expect(stable(fast)).toEqual(stable(full));
+      expect(fast.headers.get('x-cg-status')).toBe('hit=1');
+      const [a, b] = [Buffer.from(await fast.arrayBuffer()), Buffer.from(await full.arrayBuffer())];
+      expect(a.equals(b)).toBe(true);
+      if (method === 'GET') expect(a.equals(body)).toBe(true);
+    }
+    expect(store.calls.get).toBe(1);
+  });
+
+  it('answers a signed-link hit exactly as the full route does', async () => {
+    const url = `${gw.url}/media/clip.bin?sig=${link({ m: 'GET', b: 'media', p: 'clip.bin' })}`;
+    const fast = await fetch(url);
+    const full = await fetch(url, { headers: FULL_ROUTE });
+    expect(fast.status).toBe(200);
+    expect(stable(fast)).toEqual(stable(full));
+    expect(fast.headers.get('cache-control')).toMatch(/^private, max-age=\d+$/);
+    expect(Buffer.from(await fast.arrayBuffer()).equals(body)).toBe(true);
+  });
+
+  it('leaves every refusal to the full route (same status and one-line reason)', async () => {
+    const cases: [string, Record<string, string>, number][] = [
+      [`${gw.url}/media/clip.bin`, {}, 401],
+      [`${gw.url}/media/clip.bin`, { authorization: 'Bearer wrong' }, 401],
+      [`${gw.url}/media/clip.bin?sig=${link({ m: 'GET', b: 'media', p: 'other.bin' })}`, {}, 403],
+      [`${gw.url}/media/clip.bin?sig=${link({ m: 'GET', b: 'media', p: 'clip.bin', exp: 1 })}`, {}, 401],
+      [`${gw.url}/nope/clip.bin`, AUTH, 404],
+    ];
+    for (const [url, headers, status] of cases) {
+      const res = await fetch(url, { headers });
+      expect(res.status, url).toBe(status);
+      expect(((await res.json()) as { error: string }).error).not.toContain('\n');
+    }
+  });
+
+  it('counts fast-path hits in /stats and /metrics like any other', async () => {
+    const before = (await (await fetch(`${gw.url}/stats`)).json()) as { cache_hit_total: number; requests_total: number };
+    for (let i = 0; i < 5; i++) await (await fetch(`${gw.url}/media/clip.bin`, { headers: AUTH })).arrayBuffer();
+    const after = (await (await fetch(`${gw.url}/stats`)).json()) as { cache_hit_total: number; requests_total: number };
+    expect(after.cache_hit_total - before.cache_hit_total).toBe(5);
+    expect(after.requests_total - before.requests_total).toBeGreaterThanOrEqual(5);
+  });
+});
