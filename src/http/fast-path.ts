@@ -16,6 +16,7 @@ import { bearerFromHeader } from '../auth/bearer.js';
 import type { AuthOptions, AuthResult } from '../auth/middleware.js';
 import type { CachedMeta } from '../cache/types.js';
 import type { ObjectService } from '../core/object-service.js';
+import type { LinkClaims } from '../sign/index.js';
 import type { Logger } from '../metrics/log.js';
 import type { RequestRecord } from './access-log.js';
 import { cacheControlFor } from './cache-control.js';
@@ -42,6 +43,20 @@ function buildBearerHeaders(meta: CachedMeta, configured: string | undefined): R
   const headers = objectHeaders(meta, 'hit');
   headers['cache-control'] = cacheControlFor({ auth: 'bearer', nowSec: 0, configured });
   bearerHeaders.set(meta, headers);
+  return headers;
+}
+
+// A link's max-age counts down to its expiry, so its headers hold for one second; a popular link
+// reuses them within that second (claims objects live in the verified-token cache).
+const linkHeaderMemo = new WeakMap<LinkClaims, { sec: number; meta: CachedMeta; headers: Record<string, string> }>();
+
+function linkHeaders(meta: CachedMeta, claims: LinkClaims, configured: string | undefined): Record<string, string> {
+  const sec = Math.floor(Date.now() / 1000);
+  const memo = linkHeaderMemo.get(claims);
+  if (memo && memo.sec === sec && memo.meta === meta) return memo.headers;
+  const headers = objectHeaders(meta, 'hit');
+  headers['cache-control'] = cacheControlFor({ auth: 'link', linkExpiresAtSec: claims.exp, nowSec: sec, configured });
+  linkHeaderMemo.set(claims, { sec, meta, headers });
   return headers;
 }
 
@@ -76,7 +91,7 @@ export function createFastPath(deps: FastPathDeps): (req: IncomingMessage, res: 
     const opts = storeOptions.get(path.bucket);
     if (!opts || (opts.cors && h.origin !== undefined)) return false;
 
-    const who = authenticate(auth, h.authorization, sig, method, path);
+    const who = authenticate(auth, h.authorization, sig, method, path, req.socket as MemoSocket);
     if (!who || (who.kind === 'link' && (who.claims.rcd !== undefined || who.claims.rct !== undefined))) return false;
 
     const entry = service.memoryHit(path.bucket, path.key);
@@ -88,8 +103,7 @@ export function createFastPath(deps: FastPathDeps): (req: IncomingMessage, res: 
     if (who.kind === 'bearer') {
       headers = bearerHeaders.get(entry.meta) ?? buildBearerHeaders(entry.meta, opts.cacheControl);
     } else {
-      headers = objectHeaders(entry.meta, 'hit');
-      headers['cache-control'] = cacheControlFor({ auth: 'link', linkExpiresAtSec: who.claims.exp, nowSec: Math.floor(Date.now() / 1000), configured: opts.cacheControl });
+      headers = linkHeaders(entry.meta, who.claims, opts.cacheControl);
     }
     // A request id only when access lines are written (or the client sent one to echo).
     const incomingId = h['x-request-id'];
@@ -127,11 +141,30 @@ export function createFastPath(deps: FastPathDeps): (req: IncomingMessage, res: 
   };
 }
 
+/** A socket that remembers the Authorization header it last proved valid. */
+type MemoSocket = { [VERIFIED_AUTHORIZATION]?: string };
+const VERIFIED_AUTHORIZATION = Symbol('cachegate.verifiedAuthorization');
+const BEARER: AuthResult = { kind: 'bearer' };
+
 /** Who the request is, if its credentials verify; `undefined` lets the full route explain why not. */
-function authenticate(auth: AuthOptions, authorization: string | undefined, sig: string | undefined, method: string, path: ObjectPath): AuthResult | undefined {
+function authenticate(
+  auth: AuthOptions,
+  authorization: string | undefined,
+  sig: string | undefined,
+  method: string,
+  path: ObjectPath,
+  socket: MemoSocket,
+): AuthResult | undefined {
   if (authorization !== undefined) {
+    // A keep-alive connection that already proved this exact header skips the hash. The value
+    // compared against is what this same connection sent before, so the comparison tells an
+    // attacker nothing about a configured token; a new connection always takes the
+    // constant-time check.
+    if (socket[VERIFIED_AUTHORIZATION] === authorization) return BEARER;
     const token = bearerFromHeader(authorization);
-    return token !== undefined && auth.bearer(token) ? { kind: 'bearer' } : undefined;
+    if (token === undefined || !auth.bearer(token)) return undefined;
+    socket[VERIFIED_AUTHORIZATION] = authorization;
+    return BEARER;
   }
   if (sig === undefined || !auth.links) return undefined;
   try {

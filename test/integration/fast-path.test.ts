@@ -23,7 +23,13 @@ function link(claims: Record<string, unknown>): string {
 
 /** Headers that legitimately differ between two responses. */
 const VOLATILE = new Set(['date', 'x-request-id', 'keep-alive', 'connection']);
-const stable = (res: Response) => Object.fromEntries([...res.headers].filter(([k]) => !VOLATILE.has(k)));
+function stable(res: Response): Record<string, string> {
+  const out: Record<string, string> = {};
+  res.headers.forEach((value, name) => {
+    if (!VOLATILE.has(name)) out[name] = value;
+  });
+  return out;
+}
 
 describe('hit fast path', () => {
   let dir: string;
