@@ -86,12 +86,19 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    // One line (or the config's list of problems), never a stack trace.
-    const e = err as { message?: string; code?: string };
-    console.error(`cachegate: ${e?.message ?? String(err)}`);
-    process.exit(err instanceof GatewayError ? (err.code === 'GW_ERR_CONFIG' || err.code === 'GW_ERR_BAD_REQUEST' ? 2 : 1) : 1);
-  },
-);
+/**
+ * Exit once stdout and stderr have flushed: writes to a pipe are asynchronous, and an immediate
+ * process.exit() can drop the last lines (a script reading `cachegate verify` would see nothing).
+ */
+function exitAfterFlush(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 2_000).unref();
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+}
+
+main(process.argv.slice(2)).then(exitAfterFlush, (err: unknown) => {
+  // One line (or the config's list of problems), never a stack trace.
+  const e = err as { message?: string; code?: string };
+  console.error(`cachegate: ${e?.message ?? String(err)}`);
+  exitAfterFlush(err instanceof GatewayError ? (err.code === 'GW_ERR_CONFIG' || err.code === 'GW_ERR_BAD_REQUEST' ? 2 : 1) : 1);
+});
