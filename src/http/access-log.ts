@@ -43,6 +43,14 @@ export interface ResponseNote {
 
 type Env = { Bindings: HttpBindings; Variables: { objectPath: ObjectPath; requestId: string; responseNote: ResponseNote } };
 
+/** The one access line format, shared by the route and the hit fast path. */
+export function writeAccessLine(log: Logger, r: RequestRecord): void {
+  log.info(
+    { req_id: r.requestId, method: r.method, bucket: r.bucket, key: r.key, status: r.status, bytes: r.bytes, duration_ms: Math.round(r.durationSec * 1e4) / 10, cache: r.cache, completed: r.completed },
+    'request',
+  );
+}
+
 /** The middleware; runs first, so every request is counted (401s included). */
 export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<Env> {
   const { log, onRequest } = options;
@@ -72,12 +80,7 @@ export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<En
         completed,
       };
       onRequest?.(r);
-      if (logLines) {
-        log.info(
-          { req_id: r.requestId, method: r.method, bucket: r.bucket, key: r.key, status: r.status, bytes: r.bytes, duration_ms: Math.round(r.durationSec * 1e4) / 10, cache: r.cache, completed: r.completed },
-          'request',
-        );
-      }
+      if (logLines) writeAccessLine(log, r);
     };
     if (!out) {
       record(c.res.status, true);

@@ -18,7 +18,7 @@ import type { CachedMeta } from '../cache/types.js';
 import type { ObjectService } from '../core/object-service.js';
 import type { LinkClaims } from '../sign/index.js';
 import type { Logger } from '../metrics/log.js';
-import type { RequestRecord } from './access-log.js';
+import { writeAccessLine, type RequestRecord } from './access-log.js';
 import { cacheControlFor } from './cache-control.js';
 import { objectHeaders } from './object-headers.js';
 import { parseObjectPath, type ObjectPath } from './object-path.js';
@@ -130,12 +130,7 @@ export function createFastPath(deps: FastPathDeps): (req: IncomingMessage, res: 
         completed: !res.destroyed,
       };
       onRequest?.(r);
-      if (logLines) {
-        log.info(
-          { req_id: r.requestId, method, bucket: r.bucket, key: r.key, status: 200, bytes: r.bytes, duration_ms: Math.round(r.durationSec * 1e4) / 10, cache: 'hit', completed: r.completed },
-          'request',
-        );
-      }
+      if (logLines) writeAccessLine(log, r);
     }
     return true;
   };
