@@ -43,6 +43,15 @@ export interface ResponseNote {
 
 type Env = { Bindings: HttpBindings; Variables: { objectPath: ObjectPath; requestId: string; responseNote: ResponseNote } };
 
+/**
+ * The request id for a response: the client's `x-request-id` when it is sane, else a new one when
+ * access lines are written, else none. Shared by the route and the hit fast path.
+ */
+export function requestIdFor(incoming: unknown, logLines: boolean): string | undefined {
+  if (typeof incoming === 'string' && REQUEST_ID_RE.test(incoming)) return incoming;
+  return logLines ? randomUUID() : undefined;
+}
+
 /** The one access line format, shared by the route and the hit fast path. */
 export function writeAccessLine(log: Logger, r: RequestRecord): void {
   log.info(
@@ -58,8 +67,7 @@ export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<En
   return async function accessLog(c, next) {
     const started = performance.now();
     // A request id when access lines are written, or to echo the client's; as on the fast path.
-    const incoming = c.env?.incoming?.headers[X_REQUEST_ID] ?? c.req.header(X_REQUEST_ID);
-    const requestId = typeof incoming === 'string' && REQUEST_ID_RE.test(incoming) ? incoming : logLines ? randomUUID() : '';
+    const requestId = requestIdFor(c.env?.incoming?.headers[X_REQUEST_ID] ?? c.req.header(X_REQUEST_ID), logLines) ?? '';
     c.set('requestId', requestId);
     if (requestId) setResponseHeader(c, X_REQUEST_ID, requestId);
     await next();

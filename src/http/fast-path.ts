@@ -10,7 +10,6 @@
  * cache miss returns `false` and goes through Hono unchanged, so every error and every other
  * feature has one implementation.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerFromHeader } from '../auth/bearer.js';
 import type { AuthOptions, AuthResult } from '../auth/middleware.js';
@@ -18,7 +17,7 @@ import type { CachedMeta } from '../cache/types.js';
 import type { ObjectService } from '../core/object-service.js';
 import type { LinkClaims } from '../sign/index.js';
 import type { Logger } from '../metrics/log.js';
-import { writeAccessLine, type RequestRecord } from './access-log.js';
+import { requestIdFor, writeAccessLine, X_REQUEST_ID, type RequestRecord } from './access-log.js';
 import { cacheControlFor } from './cache-control.js';
 import { objectHeaders } from './object-headers.js';
 import { parseObjectPath, type ObjectPath } from './object-path.js';
@@ -35,7 +34,6 @@ export interface FastPathDeps {
 
 /** Headers whose presence sends a request through the full route. */
 const FULL_ROUTE_HEADERS = ['range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since'] as const;
-const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
 
 const bearerHeaders = new WeakMap<CachedMeta, Record<string, string>>();
 
@@ -106,11 +104,8 @@ export function createFastPath(deps: FastPathDeps): (req: IncomingMessage, res: 
       headers = linkHeaders(entry.meta, who.claims, opts.cacheControl);
     }
     // A request id only when access lines are written (or the client sent one to echo).
-    const incomingId = h['x-request-id'];
-    let requestId: string | undefined;
-    if (typeof incomingId === 'string' && REQUEST_ID_RE.test(incomingId)) requestId = incomingId;
-    else if (logLines) requestId = randomUUID();
-    if (requestId !== undefined) headers = { ...headers, 'x-request-id': requestId };
+    const requestId = requestIdFor(h[X_REQUEST_ID], logLines);
+    if (requestId !== undefined) headers = { ...headers, [X_REQUEST_ID]: requestId };
     res.writeHead(200, headers);
     if (method === 'HEAD') res.end();
     else res.end(entry.body);

@@ -41,7 +41,7 @@ export type StreamErrorListener = (err: Error) => void;
 /** Send a whole buffer (or no body for HEAD). */
 export function sendBuffer(c: Context, status: StatusCode, headers: Headers, body: Buffer | null): Response {
   // A Buffer is a Uint8Array; the adapter writes it to the socket without copying.
-  if (c.req.method === 'HEAD' || body === null) return c.body(null, status as never, withExtras(c, headers));
+  if (c.req.method === 'HEAD' || body === null) return sendHead(c, status, headers);
   return c.body(body as Uint8Array<ArrayBuffer>, status as never, withExtras(c, headers));
 }
 

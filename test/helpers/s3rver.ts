@@ -114,3 +114,24 @@ export function createTestS3Client(srv: S3rverConnection): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
 }
+
+/**
+ * The gateway's store config for a bucket on this s3rver (as the config file would give it):
+ * path-style over http with s3rver's fixed credentials.
+ */
+export function s3StoreConfig(
+  srv: S3rverConnection,
+  bucket: string,
+  maxSockets = 32,
+): { type: 's3'; bucket: string; region: string; access_key: string; secret_key: string; endpoint: string; allow_http: boolean; max_sockets: number } {
+  return {
+    type: 's3',
+    bucket,
+    region: srv.region,
+    access_key: srv.accessKeyId,
+    secret_key: srv.secretAccessKey,
+    endpoint: srv.endpoint,
+    allow_http: true,
+    max_sockets: maxSockets,
+  };
+}

@@ -28,7 +28,7 @@ import { createS3Store } from '../../src/stores/s3.js';
 import type { ObjectStore } from '../../src/stores/types.js';
 import { countingStore, type CountingStore } from '../helpers/counting-store.js';
 import { AUTH, TEST_TOKEN } from '../helpers/gateway.js';
-import { startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
+import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -107,10 +107,7 @@ describe.skipIf(missing.length > 0)('a browser playing and seeking a video throu
     srv = s3rver;
     video = await readFile(file);
     const s3 = (id: string) =>
-      createS3Store(id, {
-        type: 's3', bucket: 'video-bucket', region: 'us-east-1', access_key: srv.accessKeyId, secret_key: srv.secretAccessKey,
-        endpoint: srv.endpoint, allow_http: true, max_sockets: 32,
-      });
+      createS3Store(id, s3StoreConfig(srv, 'video-bucket', 32));
     uploader = s3('uploader');
     await uploader.put(KEY, Readable.from([video]), { contentLength: video.length, contentType: 'video/webm' });
 

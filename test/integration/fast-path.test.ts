@@ -52,10 +52,27 @@ describe('hit fast path', () => {
   // A non-matching If-None-Match sends the same request through the full (Hono) route.
   const FULL_ROUTE = { 'if-none-match': '"no-such-etag"' };
 
+  /** How many requests the fast path answered: only it calls service.memoryHit. */
+  function countFastHits(): { n: number } {
+    const count = { n: 0 };
+    const service = gw.gateway.service;
+    const real = service.memoryHit.bind(service);
+    service.memoryHit = (bucket, key) => {
+      const entry = real(bucket, key);
+      if (entry) count.n++;
+      return entry;
+    };
+    return count;
+  }
+
   it('answers a bearer hit exactly as the full route does', async () => {
+    const fastHits = countFastHits();
     for (const method of ['GET', 'HEAD']) {
+      const before = fastHits.n;
       const fast = await fetch(`${gw.url}/media/clip.bin`, { method, headers: AUTH });
+      expect(fastHits.n).toBe(before + 1);
       const full = await fetch(`${gw.url}/media/clip.bin`, { method, headers: { ...AUTH, ...FULL_ROUTE } });
+      expect(fastHits.n).toBe(before + 1);
       expect(fast.status).toBe(200);
       expect(full.status).toBe(200);
       expect(stable(fast)).toEqual(stable(full));
@@ -69,8 +86,11 @@ describe('hit fast path', () => {
 
   it('answers a signed-link hit exactly as the full route does', async () => {
     const url = `${gw.url}/media/clip.bin?sig=${link({ m: 'GET', b: 'media', p: 'clip.bin' })}`;
+    const fastHits = countFastHits();
     const fast = await fetch(url);
+    expect(fastHits.n).toBe(1);
     const full = await fetch(url, { headers: FULL_ROUTE });
+    expect(fastHits.n).toBe(1);
     expect(fast.status).toBe(200);
     expect(stable(fast)).toEqual(stable(full));
     expect(fast.headers.get('cache-control')).toMatch(/^private, max-age=\d+$/);

@@ -17,7 +17,7 @@ import { createS3Store } from '../../src/stores/s3.js';
 import type { ObjectStore } from '../../src/stores/types.js';
 import { countingStore, type CountingStore, type StoreCalls } from '../helpers/counting-store.js';
 import { AUTH, TEST_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
+import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
 
 const MiB = 2 ** 20;
 const SEED = Buffer.alloc(32, 11);
@@ -157,10 +157,7 @@ describe('media features against s3rver', () => {
   beforeAll(async () => {
     srv = await startS3rver({ buckets: ['media-bucket'] });
     const s3 = (id: string) =>
-      createS3Store(id, {
-        type: 's3', bucket: 'media-bucket', region: 'us-east-1', access_key: srv.accessKeyId, secret_key: srv.secretAccessKey,
-        endpoint: srv.endpoint, allow_http: true, max_sockets: 32,
-      });
+      createS3Store(id, s3StoreConfig(srv, 'media-bucket', 32));
     uploader = s3('uploader');
     media = countingStore(s3('media'));
     pub = countingStore(s3('pub'));

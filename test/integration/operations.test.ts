@@ -4,6 +4,7 @@
  * a signature or a token, and the server's own timeouts close slow or stalled connections.
  * Real gateways on real sockets, fs stores in temporary directories, child processes for signals.
  */
+import type { GatewayStats } from '../../src/metrics/metrics.js';
 import { createHash, createPrivateKey, randomBytes, sign as edSign } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
@@ -169,16 +170,8 @@ function histogramCounts(metrics: PromMetrics, name: string): Record<string, num
 
 const sum = (xs: Iterable<number>) => [...xs].reduce((a, b) => a + b, 0);
 
-/** cachegate's /stats JSON, as far as this suite relies on it. */
-interface StatsJson {
-  requests_total: number;
-  auth_fail_total: number;
-  cache_hit_total: number;
-  cache_miss_total: number;
-  upstream_ok_total: number;
-  upstream_err_total: number;
-  cache: { entries: number; bytes: number };
-}
+/** cachegate's /stats JSON. */
+type StatsJson = GatewayStats;
 
 async function getStats(url: string): Promise<StatsJson> {
   const res = await fetch(`${url}/stats`);

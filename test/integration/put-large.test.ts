@@ -15,7 +15,7 @@ import { createS3Store } from '../../src/stores/s3.js';
 import type { ObjectStore } from '../../src/stores/types.js';
 import { startAzurite, type AzuriteInstance } from '../helpers/azurite.js';
 import { AUTH, startChildGateway, type ChildGateway } from '../helpers/gateway.js';
-import { startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
+import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
 
 const MiB = 2 ** 20;
 const SIZE = 1024 * MiB;
@@ -72,10 +72,10 @@ describe('a 1 GiB PUT streams to every store with bounded memory', () => {
     dir = await mkdtemp(path.join(tmpdir(), 'cg-gib-'));
     srv = await startS3rver({ buckets: ['gib'] });
     az = await startAzurite({ containers: ['gib'] });
-    const s3 = { type: 's3' as const, bucket: 'gib', region: 'us-east-1', access_key: srv.accessKeyId, secret_key: srv.secretAccessKey, endpoint: srv.endpoint, allow_http: true };
+    const s3 = s3StoreConfig(srv, 'gib', 16);
     const azure = { type: 'azure' as const, container: 'gib', connection_string: az.connectionString };
     const fs = { type: 'fs' as const, root: path.join(dir, 'root') };
-    stores.s3 = createS3Store('s3', { ...s3, max_sockets: 16 });
+    stores.s3 = createS3Store('s3', s3);
     stores.azure = createAzureStore('azure', azure);
     stores.fs = createFsStore('fs', fs);
     Object.assign(configs, { s3, azure, fs });

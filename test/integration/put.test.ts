@@ -16,7 +16,7 @@ import type { ObjectStore } from '../../src/stores/types.js';
 import { startAzurite } from '../helpers/azurite.js';
 import { countingStore, type CountingStore } from '../helpers/counting-store.js';
 import { AUTH, TEST_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { startS3rver } from '../helpers/s3rver.js';
+import { s3StoreConfig, startS3rver } from '../helpers/s3rver.js';
 
 const MiB = 2 ** 20;
 const SEED = Buffer.alloc(32, 7);
@@ -100,10 +100,7 @@ const backends: Backend[] = [
     name: 's3',
     async make() {
       const srv = await startS3rver({ buckets: ['put-bucket'] });
-      const store = createS3Store('media', {
-        type: 's3', bucket: 'put-bucket', region: 'us-east-1', access_key: srv.accessKeyId, secret_key: srv.secretAccessKey,
-        endpoint: srv.endpoint, allow_http: true, max_sockets: 32,
-      });
+      const store = createS3Store('media', s3StoreConfig(srv, 'put-bucket', 32));
       return { store, stop: async () => (await store.close(), await srv.stop()) };
     },
   },

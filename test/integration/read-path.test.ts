@@ -15,7 +15,7 @@ import type { ObjectStore } from '../../src/stores/types.js';
 import { startAzurite, type AzuriteInstance } from '../helpers/azurite.js';
 import { countingStore, type CountingStore } from '../helpers/counting-store.js';
 import { AUTH, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
+import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
 
 const UNICODE_BODY = Buffer.from('héllo wörld\n');
 const PNG_HEADER = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]);
@@ -44,9 +44,8 @@ const backends: Backend[] = [
     name: 's3',
     async make() {
       const srv: S3rverInstance = await startS3rver({ buckets: ['media-bucket'] });
-      const base = { type: 's3' as const, region: 'us-east-1', access_key: srv.accessKeyId, secret_key: srv.secretAccessKey, endpoint: srv.endpoint, allow_http: true, max_sockets: 16 };
-      const store = createS3Store('media', { ...base, bucket: 'media-bucket' });
-      const broken = createS3Store('broken', { ...base, bucket: 'no-such-bucket' });
+      const store = createS3Store('media', s3StoreConfig(srv, 'media-bucket', 16));
+      const broken = createS3Store('broken', s3StoreConfig(srv, 'no-such-bucket', 16));
       return {
         store,
         broken,

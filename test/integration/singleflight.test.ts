@@ -13,7 +13,7 @@ import { createS3Store } from '../../src/stores/s3.js';
 import type { GetResult } from '../../src/stores/types.js';
 import { countingStore, type CountingStore } from '../helpers/counting-store.js';
 import { AUTH, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
+import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -82,10 +82,7 @@ describe('singleflight against s3rver', () => {
 
   beforeAll(async () => {
     srv = await startS3rver({ buckets: ['herd'] });
-    const s3 = createS3Store('media', {
-      type: 's3', bucket: 'herd', region: 'us-east-1', access_key: srv.accessKeyId, secret_key: srv.secretAccessKey,
-      endpoint: srv.endpoint, allow_http: true, max_sockets: 64,
-    });
+    const s3 = createS3Store('media', s3StoreConfig(srv, 'herd', 64));
     await s3.put('big/eight.bin', Readable.from([body]), { contentLength: body.length });
     store = countingStore(s3);
     gw = await startGateway({ cache: { max_memory: '64MiB' } }, [store]);
@@ -267,10 +264,7 @@ describe('store sockets are released on every path', () => {
   beforeAll(async () => {
     srv = await startS3rver({ buckets: ['sockets'] });
     // Four sockets only: a body left unread after a client abort would hold one for good.
-    const s3 = createS3Store('media', {
-      type: 's3', bucket: 'sockets', region: 'us-east-1', access_key: srv.accessKeyId, secret_key: srv.secretAccessKey,
-      endpoint: srv.endpoint, allow_http: true, max_sockets: 4,
-    });
+    const s3 = createS3Store('media', s3StoreConfig(srv, 'sockets', 4));
     await s3.put('big.bin', Readable.from([body]), { contentLength: body.length });
     await s3.put('small.bin', Readable.from([Buffer.from('small')]), { contentLength: 5 });
     gw = await startGateway({ cache: { max_memory: '16MiB', max_object_size: '1MiB' }, limits: { store_timeout: '5s' } }, [s3]);
