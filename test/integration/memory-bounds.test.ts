@@ -14,8 +14,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUTH, startChildGateway, type ChildGateway } from '../helpers/gateway.js';
 
 const MiB = 2 ** 20;
-/** 36 × 4 MiB = 144 MiB of distinct objects: an unbounded cache would grow by at least that. */
-const SET_OBJECTS = 36;
+/** 48 × 4 MiB = 192 MiB of distinct objects: an unbounded cache would grow by at least that. */
+const SET_OBJECTS = 48;
+/**
+ * Evicted buffers are external memory, freed only when V8 next collects, and V8 lets external
+ * memory grow by about 64 MiB before it does: peak RSS may reach the cache's 64 MiB plus that lag.
+ */
+const GC_LAG_BYTES = 72 * MiB;
 
 /** Download through a socket, hashing as bytes arrive, so the test process holds nothing. */
 function download(url: string): Promise<{ status: number; bytes: number; sha: string; hit: string | undefined }> {
@@ -94,21 +99,21 @@ describe('memory bounds in a gateway process', () => {
     expect(growth).toBeLessThan(64 * MiB);
   });
 
-  it('keeps RSS bounded by the 64 MiB cache while 144 MiB of distinct objects pass through twice, all correct', async () => {
+  it('keeps RSS bounded by the 64 MiB cache while 192 MiB of distinct objects pass through twice, all correct', async () => {
     const before = await gw.memory();
     for (let pass = 0; pass < 2; pass++) {
       for (const [key, expected] of small) {
         const got = await download(`${gw.url}/local/${key}`);
         expect(got.status).toBe(200);
         expect(got.sha).toBe(expected);
-        // 144 MiB cannot fit in 64 MiB: on the second pass the early objects were evicted (LRU).
+        // 192 MiB cannot fit in 64 MiB: on the second pass the early objects were evicted (LRU).
         if (pass === 1 && key === 'set/0.bin') expect(got.hit).toBe('hit=0');
       }
     }
     const after = await gw.memory();
     const growth = after.peakRss - before.peakRss;
-    console.log(`144 MiB x2 through a 64 MiB cache: peak RSS ${(before.peakRss / MiB).toFixed(1)} -> ${(after.peakRss / MiB).toFixed(1)} MiB (+${(growth / MiB).toFixed(1)} MiB)`);
-    // The cache may hold 64 MiB; allow for fill buffers and collector lag, never for 144 MiB held.
-    expect(growth).toBeLessThan(64 * MiB + 40 * MiB);
+    console.log(`192 MiB x2 through a 64 MiB cache: peak RSS ${(before.peakRss / MiB).toFixed(1)} -> ${(after.peakRss / MiB).toFixed(1)} MiB (+${(growth / MiB).toFixed(1)} MiB)`);
+    // The cache may hold 64 MiB, plus garbage not yet collected; never the 192 MiB passed through.
+    expect(growth).toBeLessThan(64 * MiB + GC_LAG_BYTES);
   });
 });
