@@ -18,6 +18,12 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
+    // The compose stack's init script: plain CommonJS run by node inside the image.
+    files: ['deploy/**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { ...globals.node } },
+    rules: { '@typescript-eslint/no-require-imports': 'off', 'no-console': 'off' },
+  },
+  {
     // The benchmark harness is plain ESM JavaScript run by node.
     files: ['bench/**/*.mjs', 'bench/**/*.js'],
     languageOptions: { globals: { ...globals.node } },

@@ -5,7 +5,7 @@
 import { Hono } from 'hono';
 import { createAuthMiddleware, type AuthOptions } from './auth/middleware.js';
 import type { ObjectService } from './core/object-service.js';
-import { createAccessLog, type RequestRecord } from './http/access-log.js';
+import { createAccessLog, type RequestRecorder } from './http/access-log.js';
 import { errorResponse, type ServerErrorListener } from './http/error-response.js';
 import { mountAdminRoutes, type AdminDeps } from './http/routes/admin.js';
 import {
@@ -17,6 +17,7 @@ import {
   type StoreHttpOptions,
 } from './http/routes/objects.js';
 import type { Logger } from './metrics/log.js';
+import { createResponseHeaders, type ResponseHeaderBuilder } from './http/response-headers.js';
 
 export interface AppDeps {
   service: ObjectService;
@@ -27,9 +28,10 @@ export interface AppDeps {
   admin: AdminDeps;
   /** CORS and Cache-Control per bucket id. */
   storeOptions: ReadonlyMap<string, StoreHttpOptions>;
-  /** Write one access line per request. */
-  accessLog: boolean;
-  onRequest?: (r: RequestRecord) => void;
+  /** The header builder, shared with the hit fast path (default: one for `storeOptions`). */
+  headers?: ResponseHeaderBuilder;
+  /** Counts every request and writes its access line. */
+  recorder: RequestRecorder;
   /** Server-side failures (5xx), e.g. for Sentry. */
   onServerError?: ServerErrorListener;
 }
@@ -37,7 +39,7 @@ export interface AppDeps {
 /** Build the gateway's HTTP app. */
 export function buildApp(deps: AppDeps): Hono<ObjectEnv> {
   const app = new Hono<ObjectEnv>();
-  app.use('*', createAccessLog({ log: deps.log, enabled: deps.accessLog, ...(deps.onRequest ? { onRequest: deps.onRequest } : {}) }));
+  app.use('*', createAccessLog(deps.recorder));
   mountAdminRoutes(app, deps.admin);
   app.all(
     '*',
@@ -45,7 +47,13 @@ export function buildApp(deps: AppDeps): Hono<ObjectEnv> {
     parseObjectPathMiddleware(),
     corsMiddleware(deps.storeOptions),
     createAuthMiddleware(deps.auth),
-    createObjectHandler({ service: deps.service, log: deps.log, maxUploadBytes: deps.maxUploadBytes, storeOptions: deps.storeOptions }),
+    createObjectHandler({
+      service: deps.service,
+      log: deps.log,
+      maxUploadBytes: deps.maxUploadBytes,
+      storeOptions: deps.storeOptions,
+      headers: deps.headers ?? createResponseHeaders(deps.storeOptions),
+    }),
   );
   app.onError((err, c) => errorResponse(c, err, deps.log, deps.onServerError));
   return app;

@@ -12,14 +12,18 @@ export type ErrorCode =
   | 'GW_ERR_UNAUTHORIZED'
   | 'GW_ERR_FORBIDDEN'
   | 'GW_ERR_METHOD_NOT_ALLOWED'
+  | 'GW_ERR_CONFLICT'
   | 'GW_ERR_LENGTH_REQUIRED'
   | 'GW_ERR_PAYLOAD_TOO_LARGE'
+  | 'GW_ERR_URI_TOO_LONG'
   | 'GW_ERR_RANGE_NOT_SATISFIABLE'
   | 'GW_ERR_PRECONDITION_FAILED'
   | 'GW_ERR_STORE'
   | 'GW_ERR_STORE_TIMEOUT'
   | 'GW_ERR_SHUTTING_DOWN'
+  | 'GW_ERR_STORE_UNAVAILABLE'
   | 'GW_ERR_CONFIG'
+  | 'GW_ERR_NOT_IMPLEMENTED'
   | 'GW_ERR_INTERNAL';
 
 /** A failure with a stable code and a one-line, client-safe message. */
@@ -41,6 +45,19 @@ export class RangeNotSatisfiableError extends GatewayError {
     super('GW_ERR_RANGE_NOT_SATISFIABLE', `range not satisfiable for an object of ${size} bytes`);
     this.name = 'RangeNotSatisfiableError';
     this.size = size;
+  }
+}
+
+/**
+ * A key the store cannot hold for a reason of the client's making (it names a directory, runs
+ * through a file, has a segment longer than the filesystem allows, names a reserved folder, or
+ * leads out of the root through a link). Not a store failure: it maps to a 4xx and is not
+ * counted as an upstream error.
+ */
+export class KeyRejectedError extends GatewayError {
+  constructor(code: 'GW_ERR_INVALID_KEY' | 'GW_ERR_FORBIDDEN' | 'GW_ERR_CONFLICT' | 'GW_ERR_URI_TOO_LONG', message: string) {
+    super(code, message);
+    this.name = 'KeyRejectedError';
   }
 }
 
@@ -71,15 +88,41 @@ export class StoreError extends GatewayError {
   }
 }
 
+/**
+ * The kind of a store failure whose store did not name one, from what the driver's error carries
+ * (its name, code, or HTTP status). The one place that reads driver errors: retries
+ * (core/store-guard.ts) and stale_if_error (core/freshness.ts) decide on the kind alone.
+ */
 function classifyCause(cause: unknown): string {
   if (cause && typeof cause === 'object') {
-    const c = cause as { name?: unknown; code?: unknown };
+    const c = cause as { name?: unknown; code?: unknown; statusCode?: unknown; $metadata?: { httpStatusCode?: unknown } };
     if (c.name === 'TimeoutError' || c.code === 'ETIMEDOUT' || c.name === 'StoreTimeoutError') return 'timeout';
+    // undici's own deadlines (the lean read paths' pools).
+    if (c.code === 'UND_ERR_CONNECT_TIMEOUT' || c.code === 'UND_ERR_HEADERS_TIMEOUT') return 'timeout';
     if (c.name === 'AbortError') return 'aborted';
-    if (c.code === 'ECONNREFUSED' || c.code === 'ECONNRESET' || c.code === 'EPIPE') return 'network';
+    if (c.code === 'ECONNREFUSED' || c.code === 'ECONNRESET' || c.code === 'EPIPE' || c.code === 'UND_ERR_SOCKET' || c.code === 'ENOTFOUND') return 'network';
     if (c.name === 'AccessDenied' || c.code === 'EACCES' || c.code === 'EPERM') return 'access_denied';
+    const status = typeof c.statusCode === 'number' ? c.statusCode : c.$metadata?.httpStatusCode;
+    if (status === 429 || status === 503) return 'throttled';
+    if (typeof status === 'number' && status >= 500) return 'server_error';
   }
   return 'other';
+}
+
+/**
+ * A store left alone for now: its circuit breaker is open, or its queue of calls is full. The
+ * answer is a 503 with `Retry-After`; the store was not asked.
+ */
+export class StoreUnavailableError extends GatewayError {
+  readonly storeId: string;
+  readonly retryAfterSec: number;
+
+  constructor(storeId: string, message: string, retryAfterSec: number) {
+    super('GW_ERR_STORE_UNAVAILABLE', message);
+    this.name = 'StoreUnavailableError';
+    this.storeId = storeId;
+    this.retryAfterSec = retryAfterSec;
+  }
 }
 
 /** Raised when a store stops sending bytes or headers within its deadline. */

@@ -4,7 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
-import { serve } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import { buildApp } from './app.js';
 import { GatewayError } from './errors.js';
 import { createBearerVerifier } from './auth/bearer.js';
@@ -12,11 +12,17 @@ import { createKeyring } from './auth/keys.js';
 import { createLinkVerifier } from './auth/token.js';
 import { createDiskTier, type DiskTier } from './cache/disk-tier.js';
 import { createMemoryTier } from './cache/memory-tier.js';
+import { resolveConfig } from './config/resolve.js';
 import type { Config } from './config/schema.js';
 import { createObjectService, type ObjectService } from './core/object-service.js';
 import type { CoreEventListener } from './core/events.js';
 import { Readiness } from './core/readiness.js';
+import { DEFAULT_RETRY_BASE_MS } from './core/store-guard.js';
+import { createRequestRecorder } from './http/access-log.js';
 import { createFastPath } from './http/fast-path.js';
+import { createResponseHeaders } from './http/response-headers.js';
+import { cutIdleConnections } from './http/idle-sweep.js';
+import { createRequestGate, pendingResponse, type RequestHandler } from './http/request-gate.js';
 import type { Logger } from './metrics/log.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createErrorReporter, type ErrorReporter } from './metrics/sentry.js';
@@ -47,6 +53,9 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** The optional response header naming the node that answered (`server.node_header`). */
+export const X_CG_NODE = 'x-cg-node';
+
 export interface GatewayDeps {
   log: Logger;
   /** Overrides the stores built from config (tests, embedding). */
@@ -57,21 +66,24 @@ export interface GatewayDeps {
 }
 
 /** Build a gateway from a validated config. */
-export function createGateway(config: Config, deps: GatewayDeps): Gateway {
+export function createGateway(config: Config, gatewayDeps: GatewayDeps): Gateway {
+  // Every log line (access lines included) names the node, so a cluster's logs can be merged.
+  const deps = { ...gatewayDeps, log: gatewayDeps.log.child({ node_id: config.server.node_id }) };
   const stores =
     deps.stores ?? createStoreRegistry(config.stores, { storeTimeoutMs: config.limits.store_timeout });
   // The tiers callback runs only at scrape time, after both tiers exist.
   const m: Metrics = createMetrics({
+    nodeId: config.server.node_id,
     tiers: () => (disk ? [memory, disk] : [memory]).map((t) => ({ name: t.name, ...t.stats() })),
+    storeQueues: () => service.storeQueues(),
   });
   const onTierEvent = (e: Parameters<Metrics['onTierEvent']>[0]) => m.onTierEvent(e);
-  const memory = createMemoryTier({ maxBytes: config.cache.max_memory, maxEntryBytes: config.cache.max_memory, onEvent: onTierEvent });
+  const limits = resolveConfig(config);
+  const memory = createMemoryTier({ ...limits.memory, onEvent: onTierEvent });
   const disk =
-    config.cache.max_disk > 0 && config.cache.disk_path
+    limits.disk
       ? createDiskTier({
-          dir: config.cache.disk_path,
-          maxBytes: config.cache.max_disk,
-          maxEntryBytes: config.cache.max_object_size,
+          ...limits.disk,
           onEvent: onTierEvent,
           onError: (op, err) => {
             m.diskError(op);
@@ -83,9 +95,19 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
     stores,
     memory,
     disk,
-    maxObjectBytes: config.cache.max_object_size,
+    limits,
     storeTimeoutMs: config.limits.store_timeout,
     storeIdleTimeoutMs: config.limits.store_idle_timeout,
+    policies: new Map(Object.entries(config.stores).map(([id, s]) => [id, s.cache])),
+    protection: {
+      retries: config.limits.store_retries,
+      retryBaseMs: DEFAULT_RETRY_BASE_MS,
+      breakerFailures: config.limits.breaker_failures,
+      breakerCooldownMs: config.limits.breaker_cooldown,
+      maxConcurrent: config.limits.store_max_concurrent,
+      queueTimeoutMs: config.limits.store_queue_timeout,
+      hedgeQuantile: config.limits.hedge_quantile ?? undefined,
+    },
     onEvent: (e) => {
       m.onCoreEvent(e);
       deps.onCoreEvent?.(e);
@@ -118,19 +140,24 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
   const storeOptions = new Map(
     Object.entries(config.stores).map(([id, sc]) => [id, { cors: sc.cors, cacheControl: sc.cache_control }]),
   );
-  const accessLog = deps.accessLog ?? true;
-  const onRequest = (r: Parameters<Metrics['observeRequest']>[0]) => m.observeRequest(r);
-  const fastPath = createFastPath({ service, auth, storeOptions, log: deps.log, accessLog, onRequest });
+  const recorder = createRequestRecorder({ log: deps.log, enabled: deps.accessLog ?? true, onRequest: (r) => m.observeRequest(r) });
+  const headers = createResponseHeaders(storeOptions);
+  const fastPath = createFastPath({ service, auth, headers, recorder });
   const app = buildApp({
     service,
     onServerError: (err, ctx) => errors.capture(err, ctx),
     auth,
     log: deps.log,
     maxUploadBytes: config.limits.max_upload_size,
-    accessLog,
-    onRequest,
+    recorder,
     storeOptions,
+    headers,
     admin: {
+      purge: {
+        admin: createBearerVerifier(config.auth.admin_token ? [config.auth.admin_token] : []),
+        bearer: auth.bearer,
+        run: async (bucket, target) => (await service.purge(bucket, target)).purged,
+      },
       ready: () => readiness.ready(),
       stats: () => m.stats(),
       metrics: async () => ({ contentType: m.contentType, text: await m.metricsText() }),
@@ -162,28 +189,48 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
       await start();
       return new Promise((resolve, reject) => {
         const sc = config.server;
-        const s = serve({
-          fetch: app.fetch,
-          hostname: host ?? '127.0.0.1',
-          port: port ?? 0,
-          // Plain memory hits are answered before Hono (http/fast-path.ts); the rest goes on.
-          createServer: ((options: object, listener: (req: never, res: never) => void) =>
-            createServer(options, (req, res) => {
-              if (!fastPath(req, res)) listener(req as never, res as never);
-            })) as never,
-          serverOptions: {
+        const hostname = host ?? '127.0.0.1';
+        const hono = getRequestListener(app.fetch, {
+          hostname,
+          // The gate refuses what the adapter cannot parse; anything left still gets JSON.
+          errorHandler: () => badRequestResponse(),
+        });
+        // Every request passes the gate (http/request-gate.ts); plain memory hits are then
+        // answered before Hono (http/fast-path.ts), and the rest goes on to the routes.
+        const gate = createRequestGate({
+          recorder,
+          handle: (req, res) => {
+            if (!fastPath(req, res)) void hono(req, res);
+          },
+        });
+        // `server.node_header`: every answer (refusals, fast path, routes) merges this header in.
+        const nodeHeader = sc.node_header ? sc.node_id : undefined;
+        const withNode = (handler: RequestHandler): RequestHandler =>
+          nodeHeader === undefined
+            ? handler
+            : (req, res) => {
+                res.setHeader(X_CG_NODE, nodeHeader);
+                handler(req, res);
+              };
+        const s = createServer(
+          {
             maxHeaderSize: sc.max_header_size,
             headersTimeout: sc.headers_timeout,
             requestTimeout: sc.request_timeout,
             keepAliveTimeout: sc.keep_alive_timeout,
             // Node checks headers/request deadlines only this often (default 30 s).
             connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(Math.min(sc.headers_timeout, sc.request_timeout || Infinity) / 4))),
+            // The gate answers a missing Host with the JSON error, not Node's bare 400.
+            requireHostHeader: false,
           },
-        }) as Server;
+          withNode(gate.onRequest),
+        );
+        s.on('checkContinue', withNode(gate.onCheckContinue));
         // No bytes either way for this long (a stalled body, a client that stopped reading): close.
-        s.setTimeout(sc.idle_timeout, (socket) => socket.destroy());
+        cutIdleConnections(s, sc.idle_timeout);
         s.on('clientError', answerClientError);
         s.once('error', reject);
+        s.listen(port ?? 0, hostname);
         s.once('listening', () => {
           s.off('error', reject);
           server = s;
@@ -231,6 +278,13 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
   };
 }
 
+function badRequestResponse(): Response {
+  return new Response(JSON.stringify({ error: 'malformed HTTP request', code: 'GW_ERR_BAD_REQUEST' }), {
+    status: 400,
+    headers: { 'content-type': 'application/json', connection: 'close' },
+  });
+}
+
 /**
  * Requests Node's HTTP parser refuses (a malformed or negative Content-Length, bad header bytes,
  * oversized headers) get a one-line JSON reason instead of a bare 400, and the socket is closed.
@@ -238,6 +292,15 @@ export function createGateway(config: Config, deps: GatewayDeps): Gateway {
 function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
   if (!socket.writable || (err.code === 'ECONNRESET' && !socket.readable)) {
     socket.destroy();
+    return;
+  }
+  // Bytes after a request that is still being answered (a body sent after a PUT that had no
+  // length, say): that answer goes out first, and the connection closes after it.
+  const pending = pendingResponse(socket);
+  // (If that request's own body is incomplete, the error is about it: handled below as before.)
+  if (pending?.req.complete) {
+    pending.shouldKeepAlive = false;
+    pending.once('close', () => socket.destroy());
     return;
   }
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';

@@ -18,7 +18,7 @@ const ED25519_SIGNATURE_BYTES = 64;
 /** Longest `sig` value accepted; real ones are a few hundred bytes. */
 export const MAX_SIG_CHARS = 4096;
 
-const METHODS = new Set<LinkMethod>(['GET', 'HEAD', 'PUT']);
+const METHODS = new Set<LinkMethod>(['GET', 'HEAD', 'PUT', 'DELETE']);
 
 /** A token whose signature checked out, with its parsed claims. */
 export interface VerifiedToken {
@@ -43,11 +43,15 @@ export function verifyTokenSignature(sig: string, keys: readonly VerifyKey[]): V
   if (signature.length !== ED25519_SIGNATURE_BYTES) throw malformed('signature is not 64 bytes');
 
   let raw: unknown;
+  const text = Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8');
   try {
-    raw = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8'));
+    raw = JSON.parse(text);
   } catch {
     throw malformed('payload is not JSON');
   }
+  // JSON.parse keeps the last of repeated names; a signer's parser may keep the first. A payload
+  // that two parsers could read differently is refused outright.
+  if (hasDuplicateName(text)) throw malformed('payload repeats a member name');
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw malformed('payload is not a JSON object');
   const obj = raw as Record<string, unknown>;
 
@@ -77,8 +81,9 @@ function parseClaims(obj: Record<string, unknown>): LinkClaims {
     if (typeof v !== 'string') throw malformed(`'${name}' is not a string`);
     return v;
   };
-  const m = str('m', true)!.toUpperCase() as LinkMethod;
-  if (!METHODS.has(m)) throw malformed(`'m' must be GET, HEAD or PUT`);
+  // Exactly as signed: `get` is not `GET` (a verifier that folds case reads more than was signed).
+  const m = str('m', true)! as LinkMethod;
+  if (!METHODS.has(m)) throw malformed(`'m' must be GET, HEAD, PUT or DELETE`);
   const claims: LinkClaims = { v: 1, exp: int('exp', true)!, m, b: str('b', true)!, p: str('p', true)! };
   const optional = {
     kid: str('kid', false),
@@ -140,6 +145,43 @@ export function createLinkVerifier(options: LinkVerifierOptions): LinkVerifier {
     checkClaims(verified.claims, request, Math.floor(now() / 1000), skewSec);
     return { kind: 'link', claims: verified.claims };
   };
+}
+
+/**
+ * Whether any object in this (already valid) JSON text names a member twice. Walks the text once,
+ * tracking strings and nesting; member names are compared after unescaping, so `"p"` and
+ * `"\u0070"` are the same name.
+ */
+export function hasDuplicateName(text: string): boolean {
+  const stack: Array<Set<string> | undefined> = [];
+  let expectName = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const names = stack.at(-1);
+      if (expectName && names) {
+        const name = JSON.parse(text.slice(i, j + 1)) as string;
+        if (names.has(name)) return true;
+        names.add(name);
+      }
+      expectName = false;
+      i = j;
+    } else if (ch === '{') {
+      stack.push(new Set());
+      expectName = true;
+    } else if (ch === '[') {
+      stack.push(undefined);
+      expectName = false;
+    } else if (ch === '}' || ch === ']') {
+      stack.pop();
+      expectName = false;
+    } else if (ch === ',') {
+      expectName = stack.at(-1) !== undefined;
+    }
+  }
+  return false;
 }
 
 /** Keep a value from the token safe and short for an error message. */

@@ -51,7 +51,9 @@ export interface SignArgs {
 /** Print a ready signed link. */
 export async function runSign(args: SignArgs): Promise<number> {
   const method = args.method.toUpperCase();
-  if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT') throw new GatewayError('GW_ERR_BAD_REQUEST', `--method must be GET, HEAD or PUT`);
+  if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT' && method !== 'DELETE') {
+    throw new GatewayError('GW_ERR_BAD_REQUEST', `--method must be GET, HEAD, PUT or DELETE`);
+  }
   let privateKey = args.key;
   let kid = args.kid;
   let baseUrl = args.baseUrl;

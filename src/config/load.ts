@@ -1,17 +1,29 @@
 /**
- * Where the config comes from: a YAML file, the environment (cachegate's `CACHEGATE_CONFIG` or
- * flat `CACHEGATE__A__B` variables), or the embedded default. Only this folder reads
- * `process.env`; callers pass `env` in so tests can give their own.
+ * Where the config comes from: YAML files, the environment (cachegate's `CACHEGATE_CONFIG` or
+ * flat `CACHEGATE__A__B` variables), several of them merged in order, or the embedded default.
+ * Only this folder reads `process.env`; callers pass `env` in so tests can give their own.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { GatewayError } from '../errors.js';
+import { mergeLayers, originOf, type Origins } from './merge.js';
 import { authSchema, configSchema, type Config } from './schema.js';
 
-/** Where to read the config: a file path, the environment, or the embedded default. */
-export type ConfigSource = { kind: 'file'; path: string } | { kind: 'env' } | { kind: 'default' };
+/** One config layer: a YAML file or the environment. */
+export type ConfigLayer = { kind: 'file'; path: string } | { kind: 'env' };
+
+/**
+ * Where to read the config: one layer, several layers merged in order (maps deep, lists
+ * replaced; `env` may come last as an overlay), or the embedded default.
+ */
+export type ConfigSource = ConfigLayer | { kind: 'layers'; layers: ConfigLayer[] } | { kind: 'default' };
+
+/** What a container or a user with no config at all is told. */
+export const NO_CONFIG_HINT =
+  'no config given: set CACHEGATE__… variables (CACHEGATE__STORES__<ID>__TYPE=fs, …) or CACHEGATE_CONFIG (the whole YAML), ' +
+  'or pass --config FILE (see config.example.yaml)';
 
 /** A loaded config, plus what was generated for it (the embedded default's bearer token). */
 export interface LoadedConfig {
@@ -24,23 +36,39 @@ const ENV_PREFIX = 'CACHEGATE__';
 
 /** Load and validate the config; throws a GatewayError whose message names each bad path. */
 export async function loadConfig(source: ConfigSource, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
-  switch (source.kind) {
-    case 'file': {
-      let text: string;
-      try {
-        text = await readFile(source.path, 'utf8');
-      } catch (err) {
-        throw new GatewayError('GW_ERR_CONFIG', `cannot read config file ${source.path}: ${(err as Error).message}`, { cause: err });
-      }
-      return { config: validateConfig(parseYamlText(text, source.path)), source };
-    }
-    case 'env':
-      return { config: validateConfig(configFromEnv(env)), source };
-    case 'default': {
-      const token = randomBytes(32).toString('base64url');
-      return { config: validateConfig(embeddedDefault(token)), source, generatedBearerToken: token };
+  if (source.kind === 'default') {
+    const token = randomBytes(32).toString('base64url');
+    return { config: validateConfig(embeddedDefault(token)), source, generatedBearerToken: token };
+  }
+  const layers = source.kind === 'layers' ? source.layers : [source];
+  if (layers.length === 0) throw new GatewayError('GW_ERR_CONFIG', NO_CONFIG_HINT);
+  const read = [];
+  for (const layer of layers) {
+    if (layer.kind === 'file') {
+      read.push({ name: layer.path, data: normalizeStoreIds(parseYamlText(await readConfigFile(layer.path), layer.path)) });
+    } else {
+      const data = configFromEnv(env);
+      // `--config env` alone with nothing set: say how to give a config (a bare container).
+      if (layers.length === 1 && isEmptyMap(data)) throw new GatewayError('GW_ERR_CONFIG', NO_CONFIG_HINT);
+      read.push({ name: 'env', data: normalizeStoreIds(data) });
     }
   }
+  const { data, origins } = mergeLayers(read);
+  return { config: validateConfig(data, origins), source };
+}
+
+async function readConfigFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'is a directory' : e.message;
+    throw new GatewayError('GW_ERR_CONFIG', `cannot read config file ${file}: ${why}`, { cause: err });
+  }
+}
+
+function isEmptyMap(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
 }
 
 /**
@@ -57,12 +85,18 @@ export function embeddedDefault(bearerToken: string): unknown {
 }
 
 function parseYamlText(text: string, where: string): unknown {
+  let data: unknown;
   try {
-    return parseYaml(text) ?? {};
+    data = parseYaml(text) ?? {};
   } catch (err) {
-    const firstLine = String((err as Error).message).split('\n')[0];
+    // The yaml package's first line ends with "at line N, column M:".
+    const firstLine = String((err as Error).message).split('\n')[0]!.replace(/:$/, '');
     throw new GatewayError('GW_ERR_CONFIG', `${where}: invalid YAML: ${firstLine}`, { cause: err });
   }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new GatewayError('GW_ERR_CONFIG', `${where}: the config must be a YAML map (key: value), not ${Array.isArray(data) ? 'a list' : typeof data}`);
+  }
+  return data;
 }
 
 /**
@@ -111,21 +145,27 @@ function arraysFromNumericKeys(node: unknown): unknown {
   return obj;
 }
 
-/** Validate raw config data; every problem is reported with its dotted path. */
-export function validateConfig(raw: unknown): Config {
+/**
+ * Validate raw config data; every problem is reported with its dotted path and, when `origins`
+ * says which layer set it, the file (or `env`) it came from.
+ */
+export function validateConfig(raw: unknown, origins?: Origins): Config {
   const normalized = normalizeStoreIds(raw);
+  const where = (path: readonly PropertyKey[]) => {
+    const from = origins && originOf(origins, path);
+    return from ? ` (from ${from})` : '';
+  };
   const result = configSchema.safeParse(normalized);
   if (!result.success) {
-    throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n${formatIssues(result.error.issues)}`);
+    throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n${formatIssues(result.error.issues, where)}`);
   }
   const config = result.data;
-  if (config.cache.max_object_size === 0) config.cache.max_object_size = config.cache.max_memory;
   if (config.cache.max_disk > 0 && !config.cache.disk_path) {
-    throw new GatewayError('GW_ERR_CONFIG', 'invalid config:\n  cache.disk_path: required when cache.max_disk > 0');
+    throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n  cache.disk_path: required when cache.max_disk > 0${where(['cache', 'max_disk'])}`);
   }
   for (const [id] of Object.entries(config.stores)) {
     if (!/^[a-z0-9][a-z0-9._-]*$/.test(id)) {
-      throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n  stores.${id}: store ids use a-z, 0-9, '.', '_' and '-'`);
+      throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n  stores.${id}: store ids use a-z, 0-9, '.', '_' and '-'${where(['stores', id])}`);
     }
   }
   const a = config.auth;
@@ -153,9 +193,9 @@ function normalizeStoreIds(raw: unknown): unknown {
   return { ...r, stores: lowered };
 }
 
-function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
+function formatIssues(issues: readonly z.core.$ZodIssue[], where: (path: readonly PropertyKey[]) => string = () => ''): string {
   return issues
-    .map((i) => `  ${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
+    .map((i) => `  ${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}${where(i.path)}`)
     .join('\n');
 }
 
@@ -190,13 +230,7 @@ export function readRuntimeEnv(env: NodeJS.ProcessEnv = process.env, stdoutIsTty
  * gateway config.
  */
 export async function loadKeysConfig(file: string): Promise<{ auth: Config['auth']; listen: string | undefined }> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new GatewayError('GW_ERR_CONFIG', `cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
-  }
-  const raw = (parseYamlText(text, file) ?? {}) as { auth?: unknown; listen?: unknown };
+  const raw = parseYamlText(await readConfigFile(file), file) as { auth?: unknown; listen?: unknown };
   const result = authSchema.safeParse(raw.auth);
   if (!result.success) {
     throw new GatewayError('GW_ERR_CONFIG', `invalid config:\n${formatIssues(result.error.issues.map((i) => ({ ...i, path: ['auth', ...i.path] })))}`);

@@ -98,3 +98,15 @@ export function resolveContentType(key: string, storeType: string | undefined, h
 export function needsSniff(key: string, storeType: string | undefined): boolean {
   return !isSpecificType(storeType) && typeFromExtension(key) === undefined;
 }
+
+/**
+ * Whether an object's type is sniffed from its first bytes: when the store and the key leave it
+ * open, and only for an object of one slice. Every first read of such an object covers its first
+ * bytes, whatever range came first; a larger object's first read may start anywhere, and
+ * fetching its first slice as well would cost a cold seek a second store GET. So a sliced
+ * object's type is the store's or its key's (else octet-stream), the same whichever range is
+ * read first, and for a PUT as for a read.
+ */
+export function sniffsType(key: string, storeType: string | undefined, size: number, sliceBytes: number): boolean {
+  return size > 0 && size <= sliceBytes && needsSniff(key, storeType);
+}

@@ -81,7 +81,13 @@ export function idleGuard(source: Readable, ms: number, what: string): Readable 
       cb();
     },
   });
-  source.once('error', (err) => guard.destroy(err));
+  source.on('error', (err) => guard.destroy(err));
+  // A body may fail (its idle deadline, a reset socket) after its request is over and nobody
+  // reads it any more; that must end the body, never the process. Whoever reads it (pipeline,
+  // finished) still sees the error through its own listener.
+  guard.on('error', ignoreLateError);
   source.pipe(guard);
   return guard;
 }
+
+function ignoreLateError(): void {}

@@ -8,11 +8,21 @@ export type CoreEvent =
       type: 'store-op';
       storeId: string;
       op: StoreOp;
-      outcome: 'ok' | 'not_found' | 'error';
+      /** `rejected`: the store refused the key for a reason of the client's making (not counted). */
+      outcome: 'ok' | 'not_found' | 'error' | 'rejected';
       errorKind?: string;
       durationMs: number;
     }
   | { type: 'coalesced'; storeId: string }
-  | { type: 'fill-done'; storeId: string; bytes: number; cached: boolean };
+  /** Store protection (store-guard.ts): a retried read, a hedged GET, a call refused fast. */
+  | { type: 'store-retry'; storeId: string }
+  | { type: 'store-hedge'; storeId: string }
+  | { type: 'store-fail-fast'; storeId: string; reason: 'breaker' | 'queue' }
+  | { type: 'breaker'; storeId: string; state: 'closed' | 'open' | 'half_open' }
+  /** A stale copy served (core/freshness.ts): for a failing store, or while it is revalidated. */
+  | { type: 'stale-served'; storeId: string; reason: 'error' | 'revalidating' }
+  | { type: 'fill-done'; storeId: string; bytes: number; cached: boolean }
+  /** Body bytes received from a store (fills and uncached reads), for "store bytes per client byte". */
+  | { type: 'store-bytes'; storeId: string; bytes: number };
 
 export type CoreEventListener = (event: CoreEvent) => void;

@@ -1,24 +1,33 @@
 /**
  * A buffer that fills once from a store while any number of readers stream from it.
  *
- * The buffer is allocated at the object's full size (it is at most `max_object_size`), so every
- * byte is copied once and the finished buffer becomes the cache entry with no second copy.
- * Readers get zero-copy views of the filled part; each is paced by its own consumer, so a slow
- * client never holds back the fill or the other readers.
+ * The buffer is allocated at the slice's full size (at most `cache.slice_size`), with a backing
+ * store of its own, so every byte is copied once and the finished buffer becomes the cache entry
+ * with no second copy. Or it is lent by a pool (a disk-bound slice, whose tier copies it out):
+ * then `release()` gives it back, and nothing may keep a view of it past that (readers copy out
+ * what they take, synchronously, after checking `released`).
+ * Readers get copies of the filled part (a view could outlive a lent buffer); each is paced by its
+ * own consumer, so a slow client never holds back the fill or the other readers.
  */
 import { Readable } from 'node:stream';
+import type { Loan } from '../cache/buffer-pool.js';
 
 export class FillBuffer {
   readonly size: number;
-  readonly #buf: Buffer;
+  #buf: Buffer;
+  #released = false;
   #filled = 0;
   #done = false;
   #error: Error | undefined;
   readonly #wakers = new Set<() => void>();
 
-  constructor(size: number) {
+  #loan: Loan | undefined;
+
+  /** A buffer of `size` bytes, of its own or out of `loan` (at least `size` bytes long). */
+  constructor(size: number, loan?: Loan) {
     this.size = size;
-    this.#buf = Buffer.allocUnsafe(size);
+    this.#loan = loan;
+    this.#buf = loan ? loan.buffer.subarray(0, size) : Buffer.allocUnsafeSlow(size);
   }
 
   get filled(): number {
@@ -27,6 +36,11 @@ export class FillBuffer {
 
   get done(): boolean {
     return this.#done;
+  }
+
+  /** Whether the bytes are in a buffer lent by a pool (given back on release) rather than its own. */
+  get lent(): boolean {
+    return this.#loan !== undefined;
   }
 
   /** Copy a chunk in. Throws when the store sends more bytes than it announced. */
@@ -50,6 +64,26 @@ export class FillBuffer {
     return this.#buf;
   }
 
+  /**
+   * Let go of the bytes once the tiers own them (or the fill failed): a reader that still holds
+   * this fill (even as a stale value in a suspended generator's registers) then pins nothing,
+   * and reads on from the tiers or a new fill. Readers waiting are woken.
+   */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#buf = Buffer.alloc(0);
+    const loan = this.#loan;
+    this.#loan = undefined;
+    loan?.release();
+    this.#wake();
+  }
+
+  /** Whether `release()` dropped the bytes: read them from the tiers now. */
+  get released(): boolean {
+    return this.#released;
+  }
+
   /** Fail every reader, present and future. */
   fail(err: Error): void {
     if (this.#done || this.#error) return;
@@ -60,6 +94,18 @@ export class FillBuffer {
   /** The first up to `n` bytes filled so far (for sniffing a content type). */
   head(n: number): Buffer {
     return this.#buf.subarray(0, Math.min(n, this.#filled));
+  }
+
+  /** Resolves once byte `pos` is filled, or the fill ended or failed (check `filled`/`error`). */
+  waitFor(pos: number): Promise<void> {
+    if (pos < this.#filled || this.#done || this.#error || this.#released) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (pos < this.#filled || this.#done || this.#error || this.#released) resolve();
+        else this.onProgress(check);
+      };
+      this.onProgress(check);
+    });
   }
 
   /** A stream of bytes `start..end` (inclusive), delivered as they arrive. */
@@ -116,7 +162,7 @@ class FillReader extends Readable {
       return;
     }
     if (this.#pos < fill.filled) {
-      const chunk = fill.view(this.#pos, this.#endExclusive);
+      const chunk = Buffer.from(fill.view(this.#pos, this.#endExclusive));
       this.#pos += chunk.length;
       this.push(chunk);
       return;

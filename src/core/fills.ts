@@ -1,116 +1,276 @@
 /**
- * Fills: one store GET per key however many ask (singleflight). A cacheable object streams from
- * the store into a buffer of its full size, and every waiter, the first included, reads from it
- * as bytes arrive, so joining adds no wait. A larger object is never buffered: the first caller
- * takes the store's stream (`passthrough`), anyone else asks the store for their own.
+ * Slice fills: one ranged store GET per (object, slice) however many readers ask (singleflight).
+ * A fill reserves its bytes from the fill budget, streams the store's answer into a FillBuffer of
+ * the slice's size, and hands the finished slice to the tiers (`commit`); readers copy out of the
+ * buffer as bytes arrive, so joining adds no wait and a slow reader never pins a fill.
+ *
+ * The fill owns the store body from the moment the store answers: it consumes it to the end or
+ * destroys it, on every path, whatever its readers do.
+ *
+ * Versions never mix: a fill of an object whose metadata is known asks for that ETag (`ifMatch`),
+ * and also compares the ETag the answer carries (a store may ignore the condition). A change
+ * fails the fill with a StoreError of kind `changed`. The first fill of an unknown object asks
+ * without a condition and learns the object's size from the ranged answer.
  */
-import type { Readable } from 'node:stream';
-import { finished } from 'node:stream';
 import { StoreError } from '../errors.js';
+import type { Loan } from '../cache/buffer-pool.js';
 import type { CachedMeta } from '../cache/types.js';
-import type { GetResult, ObjectStore } from '../stores/types.js';
-import { needsSniff, SNIFF_BYTES } from './content-type.js';
+import { sliceSpan } from '../cache/slices.js';
+import type { ByteRange, GetResult, ObjectStore } from '../stores/types.js';
+import { sniffsType, SNIFF_BYTES } from './content-type.js';
 import { IdleTimer } from './deadline.js';
 import type { CoreEventListener } from './events.js';
 import { FillBuffer } from './fill-buffer.js';
-import { Singleflight } from './singleflight.js';
-import { toCachedMeta, type StoreCalls } from './store-calls.js';
+import type { FillBudget } from './fill-budget.js';
+import { objectChanged, toCachedMeta, type StoreCalls } from './store-calls.js';
 
-/** What a fill found once the store answered (and the first bytes, or the end, arrived). */
-export type FillState =
+/** What a fill found once the store answered and the first bytes (or the end) arrived. */
+export type FillReady =
   | { kind: 'absent' }
-  | { kind: 'buffered'; meta: CachedMeta; buffer: FillBuffer }
-  | { kind: 'passthrough'; meta: CachedMeta; take(): Readable | undefined };
+  /** The first fill's start lies past the object's end (or the object is empty): no bytes. */
+  | { kind: 'unsatisfiable' }
+  | { kind: 'data'; meta: CachedMeta; span: ByteRange; buffer: FillBuffer };
 
-export interface Fill {
-  ready: Promise<FillState>;
+export interface SliceFill {
+  readonly index: number;
+  readonly ready: Promise<FillReady>;
+  /** Settles when the slice is complete and handed to the tiers, or failed. */
+  readonly settled: Promise<void>;
+  /** True once every byte arrived (before the tiers have it). */
+  complete: boolean;
+  /** True once the fill is over (committed or failed); readers then turn to the tiers. */
+  over: boolean;
+  /** True when a write or a change detached it: it never commits, its readers finish from it. */
+  detached: boolean;
 }
 
 export interface FillsOptions {
   calls: StoreCalls;
-  /** Whether an object of this size is buffered and cached. */
-  isCacheable(storeId: string, key: string, size: number): boolean;
-  /** Put a complete object in the cache tiers; returns whether any tier kept it. */
-  commit(ck: string, meta: CachedMeta, body: Buffer): boolean;
+  budget: FillBudget;
+  sliceBytes: number;
+  /** How long a fill a reader needs waits for budget before the reader goes uncached. */
+  budgetWaitMs: number;
+  /** The first answer of an unknown object told its metadata (cache it, decide slicing). */
+  learned(ck: string, meta: CachedMeta): void;
+  /** Hand a finished slice to the tiers; resolves when they have it (true) or all refused it. */
+  commit(ck: string, index: number, meta: CachedMeta, body: Buffer): Promise<boolean>;
+  /** A reused buffer for `length` bytes of an object of `objectSize`, when its tiers let go of it once committed. */
+  lend?(objectSize: number, length: number): Loan | undefined;
   onEvent?: CoreEventListener | undefined;
 }
 
+/** How a fill may wait for budget: a reader's fill waits a little, read-ahead never. */
+export type BudgetMode = 'wait' | 'try';
+
 export class Fills {
   readonly #o: FillsOptions;
-  readonly #fills = new Singleflight<Fill>();
+  readonly #byObject = new Map<string, Map<number, SliceFill>>();
 
   constructor(options: FillsOptions) {
     this.#o = options;
   }
 
-  /** The fill in flight for `ck`, or a new one. */
-  join(store: ObjectStore, key: string, ck: string): { value: Fill; leader: boolean } {
-    return this.#fills.join(ck, () => this.#startFill(store, key, ck));
+  /** The fill in flight for slice `i` of `ck`. */
+  get(ck: string, i: number): SliceFill | undefined {
+    return this.#byObject.get(ck)?.get(i);
   }
 
-  get(ck: string): Fill | undefined {
-    return this.#fills.get(ck);
+  /** The object keys with fills in flight under a cache-key prefix. */
+  keysWithPrefix(prefix: string): string[] {
+    return [...this.#byObject.keys()].filter((k) => k.startsWith(prefix));
   }
 
-  /** Forget the fill in flight for `ck`: it may finish, but must not publish its bytes. */
-  detach(ck: string): void {
-    this.#fills.detach(ck);
-  }
-
-  #startFill(store: ObjectStore, key: string, ck: string): Fill {
-    const fill = {} as Fill;
-    const ready = this.#runFill(store, key, ck, fill);
-    fill.ready = ready;
-    // A failure before the first byte settles every waiter through `ready`; release the key so
-    // the next request tries again instead of joining a dead fill.
-    ready.then(
-      (state) => {
-        if (state.kind !== 'buffered') this.#fills.release(ck, fill);
-      },
-      () => this.#fills.release(ck, fill),
-    );
-    return fill;
-  }
-
-  async #runFill(store: ObjectStore, key: string, ck: string, fill: Fill): Promise<FillState> {
-    const res = await this.#o.calls.timed(store, 'get', (signal) => store.get(key, { signal }));
-    if (!res) return { kind: 'absent' };
-    if (!this.#o.isCacheable(store.id, key, res.meta.size)) return this.#passthrough(store, key, res);
-    return this.#buffered(store, key, ck, fill, res);
+  /** Whether any fill of `ck` is in flight. */
+  busy(ck: string): boolean {
+    return this.#byObject.has(ck);
   }
 
   /**
-   * Stream a cacheable object into a FillBuffer; resolve once the first bytes (or the end)
-   * arrive. The entry is committed the moment its last byte arrives, before any reader can see
-   * the end of the body, so a request that follows a finished response is always a hit.
+   * Join slice `i`'s fill, or start it once the budget has room. `expected` is the object's
+   * metadata when known (the GET is then conditional on its ETag). `undefined` when the budget
+   * had no room: the caller serves the bytes uncached.
    */
-  #buffered(store: ObjectStore, key: string, ck: string, fill: Fill, res: GetResult): Promise<FillState> {
-    const { body, meta: storeMeta } = res;
-    const fb = new FillBuffer(storeMeta.size);
+  async join(
+    store: ObjectStore,
+    key: string,
+    ck: string,
+    i: number,
+    expected: CachedMeta | undefined,
+    mode: BudgetMode,
+    cached?: () => boolean,
+  ): Promise<SliceFill | 'cached' | undefined> {
+    const existing = this.get(ck, i);
+    if (existing) {
+      this.#o.onEvent?.({ type: 'coalesced', storeId: store.id });
+      return existing;
+    }
+    const S = this.#o.sliceBytes;
+    const reserveBytes = expected ? Math.max(0, sliceSpan(i, expected.size, S).end - i * S + 1) : S;
+    const budget = this.#o.budget;
+    const ok = mode === 'try' ? budget.tryReserve(reserveBytes) : await budget.reserve(reserveBytes, this.#o.budgetWaitMs);
+    if (!ok) return undefined;
+    // While this fill waited for room, another may have started, or finished and been cached.
+    const raced = this.get(ck, i);
+    if (raced || cached?.()) {
+      budget.release(reserveBytes);
+      return raced ?? 'cached';
+    }
+    return this.#start(store, key, ck, i, expected, reserveBytes);
+  }
+
+  /** Forget every fill of `ck`: they finish, but never commit their bytes. */
+  detach(ck: string): void {
+    const m = this.#byObject.get(ck);
+    if (m) for (const f of m.values()) f.detached = true;
+    this.#byObject.delete(ck);
+  }
+
+  #isCurrent(ck: string, i: number, fill: SliceFill): boolean {
+    return this.#byObject.get(ck)?.get(i) === fill;
+  }
+
+  #remove(ck: string, i: number, fill: SliceFill): void {
+    const m = this.#byObject.get(ck);
+    if (m?.get(i) !== fill) return;
+    m.delete(i);
+    if (m.size === 0) this.#byObject.delete(ck);
+  }
+
+  #start(store: ObjectStore, key: string, ck: string, i: number, expected: CachedMeta | undefined, reserved: number): SliceFill {
+    let settle!: () => void;
+    const fill: SliceFill = {
+      index: i,
+      ready: undefined as unknown as Promise<FillReady>,
+      settled: new Promise<void>((r) => (settle = r)),
+      complete: false,
+      over: false,
+      detached: false,
+    };
+    let held = reserved;
+    const release = (bytes: number) => {
+      const n = Math.min(bytes, held);
+      held -= n;
+      this.#o.budget.release(n);
+    };
+    const end = () => {
+      fill.over = true;
+      release(held);
+      this.#remove(ck, i, fill);
+      settle();
+    };
+    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, end);
+    // A failure before the first byte settles every waiter through `ready`.
+    fill.ready.then(
+      (r) => {
+        if (r.kind !== 'data') end();
+      },
+      () => end(),
+    );
+    let m = this.#byObject.get(ck);
+    if (!m) this.#byObject.set(ck, (m = new Map()));
+    m.set(i, fill);
+    return fill;
+  }
+
+  async #run(
+    store: ObjectStore,
+    key: string,
+    ck: string,
+    i: number,
+    expected: CachedMeta | undefined,
+    fill: SliceFill,
+    release: (bytes: number) => void,
+    end: () => void,
+  ): Promise<FillReady> {
+    const S = this.#o.sliceBytes;
+    const asked: ByteRange = expected ? sliceSpan(i, expected.size, S) : { start: i * S, end: (i + 1) * S - 1 };
+    let res: GetResult | undefined;
+    try {
+      res = await this.#o.calls.timed(store, 'get', (signal) =>
+        store.get(key, { signal, range: asked, ...(expected ? { ifMatch: expected.etag } : {}) }),
+      );
+    } catch (err) {
+      if (err instanceof StoreError && err.kind === 'precondition_failed') throw objectChanged(store, key);
+      if (!expected && err instanceof StoreError && err.kind === 'range_not_satisfiable') return { kind: 'unsatisfiable' };
+      throw err;
+    }
+    if (!res) {
+      if (expected) throw objectChanged(store, key);
+      return { kind: 'absent' };
+    }
+    const body = res.body;
+    if (expected && res.meta.etag !== undefined && res.meta.etag !== expected.etag) {
+      body.destroy();
+      throw objectChanged(store, key);
+    }
+    const size = expected?.size ?? res.meta.size;
+    const span: ByteRange = { start: asked.start, end: Math.min(asked.end, size - 1) };
+    if (span.end < span.start) {
+      body.destroy();
+      return { kind: 'unsatisfiable' };
+    }
+    const length = span.end - span.start + 1;
+    release(S - length > 0 && !expected ? S - length : 0);
+    const fb = new FillBuffer(length, this.#o.lend?.(size, length));
     const started = performance.now();
-    return new Promise<FillState>((resolve, reject) => {
-      let meta: CachedMeta | undefined;
-      let completed = false;
+    const sniff = !expected && i === 0 && sniffsType(key, res.meta.contentType, size, S);
+    const storeMeta = res.meta;
+    return new Promise<FillReady>((resolve, reject) => {
+      let meta: CachedMeta | undefined = expected;
+      let published = false;
       const publish = () => {
-        meta ??= toCachedMeta(key, storeMeta, fb.head(SNIFF_BYTES));
-        resolve({ kind: 'buffered', meta, buffer: fb });
-      };
-      const complete = () => {
-        completed = true;
-        idle.stop();
-        const buffer = fb.finish();
-        publish();
-        // A write may have detached this fill meanwhile: then it must not publish its bytes.
-        let cached = false;
-        if (this.#fills.isCurrent(ck, fill)) {
-          cached = this.#o.commit(ck, meta!, buffer);
-          this.#fills.release(ck, fill);
+        if (published) return;
+        published = true;
+        if (!meta) {
+          meta = toCachedMeta(key, { ...storeMeta, size }, sniff ? fb.head(SNIFF_BYTES) : undefined);
+          if (this.#isCurrent(ck, i, fill)) this.#o.learned(ck, meta);
         }
-        this.#o.onEvent?.({ type: 'fill-done', storeId: store.id, bytes: buffer.length, cached });
+        resolve({ kind: 'data', meta, span, buffer: fb });
       };
+      let completed = false;
       const idle = new IdleTimer(this.#o.calls.idleTimeoutMs, () =>
         body.destroy(new StoreError(store.id, 'get', new Error(`body stalled for ${this.#o.calls.idleTimeoutMs} ms`), 'timeout')),
       );
+      const fail = (err: unknown) => {
+        idle.stop();
+        const error = err instanceof StoreError ? err : new StoreError(store.id, 'get', err);
+        fb.fail(error);
+        this.#o.calls.bodyFailed(store, 'get', error, started);
+        this.#o.onEvent?.({ type: 'store-bytes', storeId: store.id, bytes: fb.filled });
+        if (!published) reject(error);
+        fb.release();
+        end();
+      };
+      // The slice is committed the moment its last byte arrives, before any reader can see the
+      // end of it (their wake-ups run after this handler), so a request that follows a finished
+      // response finds it cached.
+      const complete = () => {
+        idle.stop();
+        let buffer: Buffer;
+        try {
+          buffer = fb.finish();
+        } catch (err) {
+          fail(err);
+          return;
+        }
+        completed = true;
+        fill.complete = true;
+        publish();
+        this.#o.onEvent?.({ type: 'store-bytes', storeId: store.id, bytes: length });
+        // An invalidation may have detached this fill meanwhile: then it must not commit.
+        const commit = this.#isCurrent(ck, i, fill) ? this.#o.commit(ck, i, meta!, buffer) : Promise.resolve(false);
+        // Once a tier owns the bytes, the fill lets go of them (unless detached: its readers
+        // finish from it), so a reader never pins a slice its tier evicted. Bytes no tier took
+        // (an uncacheable object) stay for the readers of this fill.
+        commit.then(
+          (kept) => {
+            this.#o.onEvent?.({ type: 'fill-done', storeId: store.id, bytes: length, cached: true });
+            if (kept && !fill.detached) fb.release();
+            end();
+          },
+          () => end(),
+        );
+      };
       body.on('data', (chunk: Buffer) => {
         if (completed) return;
         idle.touch();
@@ -120,45 +280,20 @@ export class Fills {
           body.destroy(err as Error);
           return;
         }
-        if (fb.filled === fb.size) {
-          complete();
-          return;
-        }
-        // Enough bytes to sniff the type (or a type that needs none): waiters may start now.
-        if (meta === undefined && (fb.filled >= SNIFF_BYTES || !needsSniff(key, storeMeta.contentType))) publish();
+        if (!published && (!sniff || fb.filled >= Math.min(SNIFF_BYTES, length))) publish();
+        if (fb.filled === length) complete();
       });
-      finished(body, (err) => {
-        idle.stop();
-        if (completed) return;
-        if (!err && fb.size === 0) {
-          complete();
-          return;
-        }
-        const cause = err ?? new Error(`store body ended after ${fb.filled} of ${fb.size} bytes`);
-        const error = cause instanceof StoreError ? cause : new StoreError(store.id, 'get', cause);
-        fb.fail(error);
-        this.#o.calls.bodyFailed(store, 'get', error, started);
-        this.#fills.release(ck, fill);
-        reject(error);
+      body.on('error', (err) => {
+        if (!completed) fail(err);
+      });
+      body.on('end', () => {
+        if (!completed) complete();
+      });
+      body.on('close', () => {
+        // Destroyed without an error and without its end: a cut body.
+        if (!completed && !fb.error) fail(new Error(`store body closed after ${fb.filled} of ${length} bytes`));
       });
     });
   }
-
-  async #passthrough(store: ObjectStore, key: string, res: GetResult): Promise<FillState> {
-    let sniffHead: Buffer | undefined;
-    if (res.meta.size > 0 && needsSniff(key, res.meta.contentType)) {
-      sniffHead = await this.#o.calls.readHead(store, key, res.meta.size);
-    }
-    let body: Readable | undefined = this.#o.calls.guard(store, res.body);
-    return {
-      kind: 'passthrough',
-      meta: toCachedMeta(key, res.meta, sniffHead),
-      take: () => {
-        const b = body;
-        body = undefined;
-        return b;
-      },
-    };
-  }
-
 }
+

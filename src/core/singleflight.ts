@@ -34,6 +34,11 @@ export class Singleflight<T> {
     this.#inflight.delete(key);
   }
 
+  /** A snapshot of the keys in flight. */
+  keys(): string[] {
+    return [...this.#inflight.keys()];
+  }
+
   get size(): number {
     return this.#inflight.size;
   }

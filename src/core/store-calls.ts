@@ -3,24 +3,52 @@
  * idle deadline), failures become StoreErrors, and each call is reported as a `store-op` event.
  */
 import type { Readable } from 'node:stream';
-import { GatewayError, StoreError, type StoreOp } from '../errors.js';
+import { GatewayError, KeyRejectedError, StoreError, type StoreOp } from '../errors.js';
 import type { CachedMeta } from '../cache/types.js';
 import type { ByteRange, GetResult, ObjectMeta, ObjectStore } from '../stores/types.js';
-import { resolveContentType, SNIFF_BYTES } from './content-type.js';
-import { idleGuard, IdleTimer, withDeadline } from './deadline.js';
+import { resolveContentType } from './content-type.js';
+import { idleGuard, withDeadline } from './deadline.js';
 import type { CoreEventListener } from './events.js';
+import { DEFAULT_RETRY_BASE_MS, StoreGuard, type StoreProtection } from './store-guard.js';
 
 export interface StoreCallOptions {
   storeTimeoutMs: number;
   storeIdleTimeoutMs: number;
+  /** Retries, breaker, concurrency cap and hedging for reads (none when absent). */
+  protection?: StoreProtection | undefined;
   onEvent?: CoreEventListener | undefined;
 }
 
+/** No protection: one attempt, no breaker, no cap. */
+const UNPROTECTED: StoreProtection = { retries: 0, retryBaseMs: DEFAULT_RETRY_BASE_MS, breakerFailures: 0, breakerCooldownMs: 0, maxConcurrent: 0, queueTimeoutMs: 0 };
+
 export class StoreCalls {
   readonly #o: StoreCallOptions;
+  readonly #guards = new Map<string, StoreGuard>();
 
   constructor(options: StoreCallOptions) {
     this.#o = options;
+  }
+
+  /** The protection guard of a store (made on first use). */
+  guardOf(storeId: string): StoreGuard {
+    let g = this.#guards.get(storeId);
+    if (!g) {
+      const emit = this.#o.onEvent;
+      g = new StoreGuard(storeId, this.#o.protection ?? UNPROTECTED, {
+        retry: (id) => emit?.({ type: 'store-retry', storeId: id }),
+        hedge: (id) => emit?.({ type: 'store-hedge', storeId: id }),
+        failFast: (id, reason) => emit?.({ type: 'store-fail-fast', storeId: id, reason }),
+        breaker: (id, state) => emit?.({ type: 'breaker', storeId: id, state }),
+      });
+      this.#guards.set(storeId, g);
+    }
+    return g;
+  }
+
+  /** Every guard made so far (queue depth and breaker state at scrape time). */
+  guards(): ReadonlyMap<string, StoreGuard> {
+    return this.#guards;
   }
 
   get idleTimeoutMs(): number {
@@ -33,43 +61,39 @@ export class StoreCalls {
 
   /** Report a failure noticed while reading a body (after the call itself succeeded). */
   bodyFailed(store: ObjectStore, op: StoreOp, error: StoreError, startedMs: number): void {
+    // A body the store cut or stalled is a store failure for its breaker too.
+    if (op === 'get') this.guardOf(store.id).failed(false);
     this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op, outcome: 'error', errorKind: error.kind, durationMs: performance.now() - startedMs });
   }
 
-  /** A store body guarded by the idle deadline. */
+  /** A store body guarded by the idle deadline, its bytes counted as fetched from the store. */
   guard(store: ObjectStore, body: Readable): Readable {
-    return idleGuard(body, this.#o.storeIdleTimeoutMs, `store '${store.id}' body`);
+    const guarded = idleGuard(body, this.#o.storeIdleTimeoutMs, `store '${store.id}' body`);
+    let bytes = 0;
+    guarded.on('data', (c: Buffer) => (bytes += c.length));
+    guarded.once('close', () => this.#o.onEvent?.({ type: 'store-bytes', storeId: store.id, bytes }));
+    return guarded;
   }
 
-  /** A stream of the whole object straight from the store, for a second caller of an oversized object. */
-  async directGet(store: ObjectStore, key: string): Promise<Readable> {
-    const res = await this.timed(store, 'get', (signal) => store.get(key, { signal }));
-    if (!res) throw notFound(store.id, key);
-    return this.guard(store, res.body);
-  }
-
-  /** The first bytes of an object, for sniffing its type when neither store nor extension says. */
-  async readHead(store: ObjectStore, key: string, size: number): Promise<Buffer | undefined> {
-    const range: ByteRange = { start: 0, end: Math.min(size, SNIFF_BYTES) - 1 };
-    const res = await this.timed(store, 'get', (signal) => store.get(key, { signal, range }));
-    if (!res) return undefined;
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const idle = new IdleTimer(this.#o.storeIdleTimeoutMs, () => res.body.destroy(new Error('body stalled')));
+  /**
+   * Bytes of an object straight from the store, uncached: the whole object, or `range` of it,
+   * conditional on `ifMatch` (and checked against the ETag the answer carries). The caller owns
+   * the stream. A vanished or changed object is a StoreError of kind `changed`.
+   */
+  async direct(store: ObjectStore, key: string, range: ByteRange | undefined, ifMatch: string | undefined): Promise<Readable> {
+    let res;
     try {
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        idle.touch();
-        chunks.push(chunk);
-        total += chunk.length;
-        if (total >= SNIFF_BYTES) break;
-      }
+      res = await this.timed(store, 'get', (signal) => store.get(key, { signal, ...(range ? { range } : {}), ...(ifMatch ? { ifMatch } : {}) }));
     } catch (err) {
-      throw new StoreError(store.id, 'get', err);
-    } finally {
-      idle.stop();
-      res.body.destroy();
+      if (err instanceof StoreError && err.kind === 'precondition_failed') throw objectChanged(store, key);
+      throw err;
     }
-    return Buffer.concat(chunks, total);
+    if (!res) throw objectChanged(store, key);
+    if (ifMatch && res.meta.etag !== undefined && res.meta.etag !== ifMatch) {
+      res.body.destroy();
+      throw objectChanged(store, key);
+    }
+    return this.guard(store, res.body);
   }
 
   /**
@@ -77,9 +101,16 @@ export class StoreCalls {
    * `store-op` event. The deadline stops once the store answers, so a body may flow on.
    */
   async timed<T>(store: ObjectStore, op: StoreOp, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    // Reads go through the store's guard (store-guard.ts); a refusal there never asks the store.
+    const guard = op === 'head' || op === 'get' ? this.guardOf(store.id) : undefined;
+    const admission = guard ? await guard.admit() : undefined;
+    const probe = admission?.probe ?? false;
     const started = performance.now();
     try {
-      const result = await withDeadline(this.#o.storeTimeoutMs, `store '${store.id}' ${op}`, fn, destroyLateBody);
+      const call = guard ? (signal: AbortSignal) => guard.run(fn, signal, { hedge: op === 'get', disposeLate: destroyLateBody }) : fn;
+      const result = await withDeadline(this.#o.storeTimeoutMs, `store '${store.id}' ${op}`, call, destroyLateBody);
+      guard?.succeeded(probe);
+      if (op === 'get') guard?.observeGet(performance.now() - started);
       this.#o.onEvent?.({
         type: 'store-op',
         storeId: store.id,
@@ -89,9 +120,18 @@ export class StoreCalls {
       });
       return result;
     } catch (err) {
+      // The client's doing (a key the store cannot hold): a 4xx, not a store failure.
+      if (err instanceof KeyRejectedError) {
+        guard?.succeeded(probe); // the store answered
+        this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op, outcome: 'rejected', durationMs: performance.now() - started });
+        throw err;
+      }
       const error = err instanceof StoreError ? err : new StoreError(store.id, op, err);
+      guard?.failed(probe);
       this.#o.onEvent?.({ type: 'store-op', storeId: store.id, op, outcome: 'error', errorKind: error.kind, durationMs: performance.now() - started });
       throw error;
+    } finally {
+      admission?.release();
     }
   }
 }
@@ -104,6 +144,11 @@ function destroyLateBody(late: unknown): void {
 /** The cache key of an object: bucket id and key, separated by a byte no key may hold. */
 export function cacheKey(bucket: string, key: string): string {
   return `${bucket}\u0000${key}`;
+}
+
+/** The object changed (or vanished) in the store while it was being read. */
+export function objectChanged(store: ObjectStore, key: string): StoreError {
+  return new StoreError(store.id, 'get', new Error(`object '${key}' changed in the store during a read`), 'changed');
 }
 
 /** The error for a missing object. */

@@ -60,22 +60,45 @@ export function writeAccessLine(log: Logger, r: RequestRecord): void {
   );
 }
 
-/** The middleware; runs first, so every request is counted (401s included). */
-export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<Env> {
+/** Where every path (gate, fast path, route) records a request: counted, and logged when on. */
+export interface RequestRecorder {
+  /** Whether access lines are written (request ids are made only then). */
+  readonly logLines: boolean;
+  record(r: RequestRecord): void;
+}
+
+export function createRequestRecorder(options: AccessLogOptions): RequestRecorder {
   const { log, onRequest } = options;
   const logLines = options.enabled && log.isLevelEnabled('info');
+  return {
+    logLines,
+    record(r) {
+      onRequest?.(r);
+      if (logLines) writeAccessLine(log, r);
+    },
+  };
+}
+
+/**
+ * The middleware; runs first, so every request is counted (401s included), once, also when the
+ * client leaves before the answer (`completed: false`, with the status the handler decided).
+ */
+export function createAccessLog(recorder: RequestRecorder): MiddlewareHandler<Env> {
+  const { logLines } = recorder;
   return async function accessLog(c, next) {
     const started = performance.now();
     // A request id when access lines are written, or to echo the client's; as on the fast path.
     const requestId = requestIdFor(c.env?.incoming?.headers[X_REQUEST_ID] ?? c.req.header(X_REQUEST_ID), logLines) ?? '';
     c.set('requestId', requestId);
     if (requestId) setResponseHeader(c, X_REQUEST_ID, requestId);
-    await next();
     const out = c.env?.outgoing;
+    let recorded = false;
     const record = (status: number, completed: boolean) => {
+      if (recorded) return;
+      recorded = true;
       const path = c.get('objectPath') as ObjectPath | undefined;
       const note = c.get('responseNote') as ResponseNote | undefined;
-      const r: RequestRecord = {
+      recorder.record({
         method: c.req.method,
         status,
         // Object handlers note what they sent; other responses (errors, admin) are Hono's.
@@ -86,15 +109,23 @@ export function createAccessLog(options: AccessLogOptions): MiddlewareHandler<En
         bucket: path?.bucket,
         key: path?.key,
         completed,
-      };
-      onRequest?.(r);
-      if (logLines) writeAccessLine(log, r);
+      });
     };
-    if (!out) {
-      record(c.res.status, true);
-      return;
+    // Listen from the start: a client may close the connection while the handler still works
+    // (a slow miss, a PUT being written), and that request must be logged and counted too.
+    let handled = false;
+    out?.once('close', () => {
+      if (handled) record(out.headersSent ? out.statusCode : c.res.status, out.writableFinished);
+    });
+    try {
+      await next();
+    } finally {
+      handled = true;
     }
-    // The adapter (or a piped stream) writes the response after this returns: record on close.
-    out.once('close', () => record(out.statusCode, out.writableFinished));
+    if (!out) record(c.res.status, true);
+    // The client already left: the answer decided will never be written.
+    else if (out.closed || out.destroyed) record(out.headersSent ? out.statusCode : c.res.status, false);
+    // Otherwise the adapter (or a piped stream) writes the response after this returns: the
+    // 'close' listener records it.
   };
 }

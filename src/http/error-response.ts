@@ -4,7 +4,7 @@
  */
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { asGatewayError, RangeNotSatisfiableError, type ErrorCode } from '../errors.js';
+import { asGatewayError, RangeNotSatisfiableError, StoreUnavailableError, type ErrorCode } from '../errors.js';
 import { withExtras } from './send.js';
 
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, ContentfulStatusCode>> = {
@@ -15,13 +15,17 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, ContentfulStatusCode>> =
   GW_ERR_UNKNOWN_BUCKET: 404,
   GW_ERR_NOT_FOUND: 404,
   GW_ERR_METHOD_NOT_ALLOWED: 405,
+  GW_ERR_CONFLICT: 409,
   GW_ERR_LENGTH_REQUIRED: 411,
   GW_ERR_PRECONDITION_FAILED: 412,
   GW_ERR_PAYLOAD_TOO_LARGE: 413,
+  GW_ERR_URI_TOO_LONG: 414,
   GW_ERR_RANGE_NOT_SATISFIABLE: 416,
   GW_ERR_INTERNAL: 500,
+  GW_ERR_NOT_IMPLEMENTED: 501,
   GW_ERR_STORE: 502,
   GW_ERR_SHUTTING_DOWN: 503,
+  GW_ERR_STORE_UNAVAILABLE: 503,
   GW_ERR_STORE_TIMEOUT: 504,
   GW_ERR_CONFIG: 500,
 };
@@ -39,7 +43,8 @@ export type ServerErrorListener = (err: unknown, context: { code: string; method
 export function errorResponse(c: Context, err: unknown, log: ErrorLogger, onServerError?: ServerErrorListener): Response {
   const e = asGatewayError(err);
   const status = STATUS_BY_CODE[e.code];
-  if (status >= 500) {
+  // 501 answers a request the gateway does not implement (a transfer coding): the client's doing.
+  if (status >= 500 && status !== 501) {
     onServerError?.(e, { code: e.code, method: c.req.method, status });
     const cause = e.cause instanceof Error ? { name: e.cause.name, message: e.cause.message } : e.cause;
     (status === 500 ? log.error : log.warn).call(log, { code: e.code, cause, stack: status === 500 ? (e.cause as Error)?.stack : undefined }, e.message);
@@ -50,6 +55,8 @@ export function errorResponse(c: Context, err: unknown, log: ErrorLogger, onServ
   if (c.req.method === 'PUT') headers.connection = 'close';
   // RFC 9110 §14.4: a 416 names the current length.
   if (e instanceof RangeNotSatisfiableError) headers['content-range'] = `bytes */${e.size}`;
+  // RFC 9110 §10.2.3: when to ask again, for a store that is being left alone.
+  if (e instanceof StoreUnavailableError) headers['retry-after'] = String(e.retryAfterSec);
   withExtras(c, headers);
   if (c.req.method === 'HEAD') return c.body(null, status, headers);
   return c.json({ error: e.message, code: e.code }, status, headers);

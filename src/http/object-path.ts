@@ -8,9 +8,7 @@ import { GatewayError } from '../errors.js';
 /** S3's own key limit; Azure allows more, but a key must work on every store. */
 export const MAX_KEY_BYTES = 1024;
 
-// C0 controls and DEL. Keys with them break logs, headers and some stores.
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHAR_RE = /[\u0000-\u001f\u007f]/;
+// C0 controls and DEL (checked in keyProblem) break logs, headers and some stores.
 
 export interface ObjectPath {
   bucket: string;
@@ -64,12 +62,27 @@ export function validateKey(key: string): void {
 
 function keyProblem(key: string): string | undefined {
   if (key === '') return 'empty';
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) return `longer than ${MAX_KEY_BYTES} bytes`;
-  if (key.includes('\\')) return 'backslash';
-  if (CONTROL_CHAR_RE.test(key)) return 'control character';
-  for (const segment of key.split('/')) {
-    if (segment === '') return 'empty segment';
-    if (segment === '.' || segment === '..') return `'${segment}' segment`;
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long key needs its bytes counted.
+  if (key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key) > MAX_KEY_BYTES) return `longer than ${MAX_KEY_BYTES} bytes`;
+  // One pass (this runs on every request, hits included); reasons in the same order as ever:
+  // backslash, then control character, then the first bad segment.
+  let backslash = false;
+  let control = false;
+  let segment: string | undefined;
+  let start = 0;
+  for (let i = 0; i <= key.length; i++) {
+    const c = i < key.length ? key.charCodeAt(i) : 47; /* / */
+    if (c === 47) {
+      const len = i - start;
+      if (segment === undefined) {
+        if (len === 0) segment = 'empty segment';
+        else if (len <= 2 && key.charCodeAt(start) === 46 && (len === 1 || key.charCodeAt(start + 1) === 46)) segment = `'${key.slice(start, i)}' segment`;
+      }
+      start = i + 1;
+    } else if (c === 92) backslash = true;
+    else if (c < 32 || c === 127) control = true;
   }
-  return undefined;
+  if (backslash) return 'backslash';
+  if (control) return 'control character';
+  return segment;
 }

@@ -46,6 +46,26 @@ export function sendBuffer(c: Context, status: StatusCode, headers: Headers, bod
 }
 
 /**
+ * Send a lent buffer (a disk hit in a reused buffer), then give it back with `release`: when the
+ * response has finished (its last byte went to the kernel) or its connection closed (no write of
+ * it is pending any more), never sooner. HEAD, and in-process requests with no Node response,
+ * release at once (the latter send a copy).
+ */
+export function sendLent<E extends NodeEnv>(c: Context<E>, status: StatusCode, headers: Headers, body: Buffer, release: () => void): Response {
+  const out = c.env?.outgoing;
+  if (c.req.method === 'HEAD' || !out) {
+    const copy = c.req.method === 'HEAD' ? null : Buffer.from(body);
+    release();
+    return sendBuffer(c, status, headers, copy);
+  }
+  out.once('finish', release);
+  out.once('close', release);
+  out.writeHead(status, withExtras(c, headers));
+  out.end(body);
+  return RESPONSE_ALREADY_SENT;
+}
+
+/**
  * Send headers only (HEAD). Hono answers HEAD by re-wrapping the GET response, so this goes
  * through the adapter rather than the raw response; the adapter keeps our Content-Length.
  */

@@ -54,7 +54,13 @@ export interface MetricsOptions {
   tiers: () => TierSnapshot[];
   /** Node.js process metrics (`process_*`, `nodejs_*`) in the same registry; default true. */
   collectDefault?: boolean;
+  /** `server.node_id`, reported in /stats (which node of a cluster answered). */
+  nodeId?: string;
+  /** Calls waiting in each store's queue (store protection), read at scrape time. */
+  storeQueues?: () => Iterable<[storeId: string, depth: number]>;
 }
+
+const BREAKER_STATE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 
 /** One HTTP request, as the access-log middleware sees it when the response is done. */
 export interface RequestObservation {
@@ -63,6 +69,8 @@ export interface RequestObservation {
   /** `hit`/`miss` for object reads answered from cache or from the store; `none` otherwise. */
   cache: 'hit' | 'miss' | 'none';
   durationSec: number;
+  /** Body bytes sent to the client. */
+  bytes?: number;
 }
 
 interface RequestSeries {
@@ -75,6 +83,17 @@ interface RequestSeries {
 interface BucketSeries {
   coalesced: number;
   fillBytes: number;
+  /** Body bytes received from the store, for every GET (fills and uncached reads). */
+  storeBytes: number;
+  retries: number;
+  hedges: number;
+  failFastBreaker: number;
+  failFastQueue: number;
+  /** Stale copies served: standing in for a failing store, and while a revalidation runs. */
+  staleOnError: number;
+  staleRevalidating: number;
+  /** 0 closed, 1 half open, 2 open. */
+  breaker: number;
   /** Store-call durations, indexed `op * 3 + outcome`. */
   readonly ops: Array<HistogramCell | undefined>;
 }
@@ -98,6 +117,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
 export class Metrics {
   readonly #registry = new Registry();
   readonly #tiers: () => TierSnapshot[];
+  readonly #nodeId: string | undefined;
 
   // Running totals for /stats.
   #requests = 0;
@@ -108,6 +128,7 @@ export class Metrics {
   #upstreamErr = 0;
 
   readonly #requestSeries = new Map<number, RequestSeries>();
+  readonly #servedBytes = new Float64Array(CACHE_LABELS.length);
   readonly #authFailsByMethod = new Float64Array(METHOD_LABELS.length);
   readonly #upstreamOkByOp = new Float64Array(STORE_OPS.length);
   readonly #upstreamErrByOp = STORE_OPS.map(() => new Map<string, number>());
@@ -123,6 +144,7 @@ export class Metrics {
 
   constructor(options: MetricsOptions) {
     this.#tiers = options.tiers;
+    this.#nodeId = options.nodeId;
     const registry = this.#registry;
 
     // cachegate's series.
@@ -186,8 +208,57 @@ export class Metrics {
     mirroredCounter(registry, 'cachegate_fill_bytes_total', 'Bytes fetched from stores to answer cache misses', ['bucket'], (inc) => {
       for (const [bucket, s] of this.#buckets) if (s.fillBytes > 0) inc({ bucket }, s.fillBytes);
     });
+    // Egress: store bytes per client byte = sum(store_bytes_fetched) / sum(served_bytes).
+    mirroredCounter(registry, 'cachegate_store_bytes_fetched_total', 'Body bytes received from each store (slice fills and uncached reads)', ['bucket'], (inc) => {
+      for (const [bucket, s] of this.#buckets) if (s.storeBytes > 0) inc({ bucket }, s.storeBytes);
+    });
+    mirroredCounter(registry, 'cachegate_served_bytes_total', 'Body bytes sent to clients, by cache status', ['cache'], (inc) => {
+      for (let c = 0; c < CACHE_LABELS.length; c++) if (this.#servedBytes[c]! > 0) inc({ cache: CACHE_LABELS[c]! }, this.#servedBytes[c]!);
+    });
     mirroredCounter(registry, 'cachegate_disk_errors_total', 'Disk cache tier I/O errors', ['op'], (inc) => {
       for (const [op, n] of this.#diskErrors) inc({ op }, n);
+    });
+    // Store protection (core/store-guard.ts).
+    mirroredCounter(registry, 'cachegate_store_retries_total', 'Store reads tried again after a transient failure', ['bucket'], (inc) => {
+      for (const [bucket, s] of this.#buckets) if (s.retries > 0) inc({ bucket }, s.retries);
+    });
+    mirroredCounter(registry, 'cachegate_store_hedges_total', 'Second GETs sent after the hedging latency quantile', ['bucket'], (inc) => {
+      for (const [bucket, s] of this.#buckets) if (s.hedges > 0) inc({ bucket }, s.hedges);
+    });
+    mirroredCounter(registry, 'cachegate_store_fail_fast_total', 'Store calls refused without asking the store (503)', ['bucket', 'reason'], (inc) => {
+      for (const [bucket, s] of this.#buckets) {
+        if (s.failFastBreaker > 0) inc({ bucket, reason: 'breaker' }, s.failFastBreaker);
+        if (s.failFastQueue > 0) inc({ bucket, reason: 'queue' }, s.failFastQueue);
+      }
+    });
+    // Freshness (core/freshness.ts): stale_if_error and stale_while_revalidate.
+    mirroredCounter(registry, 'cachegate_stale_served_total', 'Stale copies served (reason error: the store failed; revalidating: stale_while_revalidate)', ['bucket', 'reason'], (inc) => {
+      for (const [bucket, s] of this.#buckets) {
+        if (s.staleOnError > 0) inc({ bucket, reason: 'error' }, s.staleOnError);
+        if (s.staleRevalidating > 0) inc({ bucket, reason: 'revalidating' }, s.staleRevalidating);
+      }
+    });
+    const buckets = this.#buckets;
+    new Gauge<'bucket'>({
+      name: 'cachegate_store_breaker_state',
+      help: 'Circuit breaker of each store: 0 closed, 1 half open (one probe), 2 open (failing fast)',
+      labelNames: ['bucket'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [bucket, s] of buckets) this.set({ bucket }, s.breaker);
+      },
+    });
+    const queues = options.storeQueues;
+    new Gauge<'bucket'>({
+      name: 'cachegate_store_queue_depth',
+      help: 'Store calls waiting for a slot under store_max_concurrent',
+      labelNames: ['bucket'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [bucket, depth] of queues?.() ?? []) this.set({ bucket }, depth);
+      },
     });
 
     if (options.collectDefault !== false) collectDefaultMetrics({ register: registry });
@@ -212,6 +283,7 @@ export class Metrics {
     const series = this.#requestSeries.get(key) ?? this.#newRequestSeries(key, method, status, cache);
     observeCell(series.cell, this.#httpDuration.bounds, r.durationSec);
     this.#requests++;
+    if (r.bytes) this.#servedBytes[cache]! += r.bytes;
     if (cache === HIT) this.#hits++;
     else if (cache === MISS) this.#misses++;
   }
@@ -234,7 +306,8 @@ export class Metrics {
     switch (e.type) {
       case 'store-op': {
         const op = STORE_OPS.indexOf(e.op);
-        if (op < 0) return;
+        // A key refused for the client's reasons is neither an upstream success nor a failure.
+        if (op < 0 || e.outcome === 'rejected') return;
         const outcome = e.outcome === 'ok' ? 0 : e.outcome === 'not_found' ? 1 : 2;
         const storeCell = (bucket.ops[op * 3 + outcome] ??= this.#storeDuration.cell({
           bucket: e.storeId,
@@ -261,6 +334,26 @@ export class Metrics {
         return;
       case 'fill-done':
         bucket.fillBytes += e.bytes;
+        return;
+      case 'store-bytes':
+        bucket.storeBytes += e.bytes;
+        return;
+      case 'store-retry':
+        bucket.retries++;
+        return;
+      case 'store-hedge':
+        bucket.hedges++;
+        return;
+      case 'store-fail-fast':
+        if (e.reason === 'breaker') bucket.failFastBreaker++;
+        else bucket.failFastQueue++;
+        return;
+      case 'breaker':
+        bucket.breaker = BREAKER_STATE_VALUE[e.state];
+        return;
+      case 'stale-served':
+        if (e.reason === 'error') bucket.staleOnError++;
+        else bucket.staleRevalidating++;
         return;
     }
   }
@@ -299,6 +392,7 @@ export class Metrics {
       tiers[t.name] = { entries: t.entries, bytes: t.bytes, max_bytes: t.maxBytes };
     }
     return {
+      ...(this.#nodeId !== undefined ? { node_id: this.#nodeId } : {}),
       requests_total: this.#requests,
       auth_fail_total: this.#authFails,
       cache_hit_total: this.#hits,
@@ -333,7 +427,7 @@ export class Metrics {
   #bucket(storeId: string): BucketSeries {
     let series = this.#buckets.get(storeId);
     if (!series) {
-      series = { coalesced: 0, fillBytes: 0, ops: [] };
+      series = { coalesced: 0, fillBytes: 0, storeBytes: 0, retries: 0, hedges: 0, failFastBreaker: 0, failFastQueue: 0, staleOnError: 0, staleRevalidating: 0, breaker: 0, ops: [] };
       this.#buckets.set(storeId, series);
     }
     return series;

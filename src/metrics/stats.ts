@@ -144,6 +144,8 @@ export interface TierStatsJson {
  * counts once per tier. `tiers` has one member per tier (`memory`, and `disk` when configured).
  */
 export interface GatewayStats {
+  /** `server.node_id`: which node of a cluster this is. */
+  node_id?: string;
   requests_total: number;
   auth_fail_total: number;
   cache_hit_total: number;

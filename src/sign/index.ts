@@ -16,7 +16,7 @@ import { decodeBase64Url, encodeBase64Url } from './base64url.js';
 export { decodeBase64Url, encodeBase64Url } from './base64url.js';
 
 /** Methods a link may grant. A GET link also allows HEAD. */
-export type LinkMethod = 'GET' | 'HEAD' | 'PUT';
+export type LinkMethod = 'GET' | 'HEAD' | 'PUT' | 'DELETE';
 
 /** The signed claims. `v`, `exp`, `m`, `b` and `p` are cachegate's; the rest are optional. */
 export interface LinkClaims {

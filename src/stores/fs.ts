@@ -8,9 +8,9 @@ import { mkdir, open, readFile, realpath, rename, rm, stat, unlink, writeFile, t
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { StoreError, type StoreOp } from '../errors.js';
+import { KeyRejectedError, StoreError, type StoreOp } from '../errors.js';
 import type { FsStoreConfig } from '../config/schema.js';
-import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult } from './types.js';
+import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, Revalidation } from './types.js';
 
 /** Temporary uploads live here, on the same filesystem as the objects, so rename is atomic. */
 const TMP_DIR_NAME = '.cachegate-tmp';
@@ -30,6 +30,20 @@ interface Sidecar {
 const READ_CHUNK_BYTES = 256 * 1024;
 
 const NOT_FOUND_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR']);
+
+/**
+ * Filesystem errors that the key, not the store, is to blame for: a 4xx for the client, never a
+ * store failure. On a write, a key that names a folder or runs through a file is a conflict with
+ * what is stored; a segment longer than the filesystem allows is a 414 on every operation.
+ */
+function keyFault(err: unknown, op: StoreOp): KeyRejectedError | undefined {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ENAMETOOLONG') return new KeyRejectedError('GW_ERR_URI_TOO_LONG', 'object key has a segment longer than the store allows');
+  if (op === 'put' && (code === 'EISDIR' || code === 'ENOTDIR' || code === 'EEXIST' || code === 'ENOTEMPTY')) {
+    return new KeyRejectedError('GW_ERR_CONFLICT', 'object key names a folder, or runs through an object');
+  }
+  return undefined;
+}
 
 /** Create a store on a local directory (created if missing). */
 export function createFsStore(id: string, config: Pick<FsStoreConfig, 'root'>): ObjectStore {
@@ -58,6 +72,13 @@ class FsStore implements ObjectStore {
     }
   }
 
+  /** A directory has no conditional requests: the ETag (inode, mtime, size) is compared here. */
+  async revalidate(key: string, etag: string): Promise<Revalidation> {
+    const meta = await this.head(key);
+    if (!meta) return { kind: 'gone' };
+    return meta.etag === etag ? { kind: 'not_modified' } : { kind: 'modified', meta };
+  }
+
   async get(key: string, opts: GetOptions = {}): Promise<GetResult | undefined> {
     const file = await this.#resolve(key, 'get');
     if (!file) return undefined;
@@ -74,24 +95,36 @@ class FsStore implements ObjectStore {
         return undefined;
       }
       const meta = metaFromStats(st, await this.#readSidecar(key, st));
+      if (opts.ifMatch !== undefined && opts.ifMatch !== meta.etag) {
+        await fh.close();
+        throw new StoreError(this.id, 'get', new Error('object changed (If-Match)'), 'precondition_failed');
+      }
       const range = opts.range;
-      // The stream owns the handle from here: it closes it on end, error or destroy.
+      if (range && range.start >= st.size) {
+        await fh.close();
+        throw new StoreError(this.id, 'get', new Error(`range starts past the end (${st.size} bytes)`), 'range_not_satisfiable');
+      }
+      // The stream owns the handle from here: it closes it on end, error or destroy. Its read
+      // buffer is no larger than what it will read: a 1 KiB object read through 256 KiB buffers
+      // left 256 times its size as garbage, which V8 collects late (RSS of a tier full of small
+      // entries grew by a multiple of what they cost).
+      const want = Math.min(range?.end ?? st.size - 1, st.size - 1) - (range?.start ?? 0) + 1;
       const body: Readable = createReadStream('', {
         fd: fh,
-        highWaterMark: READ_CHUNK_BYTES,
+        highWaterMark: Math.max(1, Math.min(READ_CHUNK_BYTES, want)),
         autoClose: true,
         ...(range ? { start: range.start, end: range.end } : {}),
       });
       return range ? { meta, body, range } : { meta, body };
     } catch (err) {
       await fh.close().catch(() => {});
-      throw new StoreError(this.id, 'get', err);
+      throw err instanceof StoreError ? err : new StoreError(this.id, 'get', err);
     }
   }
 
   async put(key: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
     const file = await this.#resolve(key, 'put', true);
-    if (!file) throw new StoreError(this.id, 'put', new Error('key is reserved'), 'invalid_key');
+    if (!file) throw new KeyRejectedError('GW_ERR_FORBIDDEN', "object key names the store's reserved folder");
     const tmpDir = path.join(this.#root, TMP_DIR_NAME);
     const tmp = path.join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
     try {
@@ -113,8 +146,8 @@ class FsStore implements ObjectStore {
       return { etag: meta.etag, lastModified: meta.lastModified };
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
-      if (err instanceof StoreError) throw err;
-      throw new StoreError(this.id, 'put', err);
+      if (err instanceof StoreError || err instanceof KeyRejectedError) throw err;
+      throw keyFault(err, 'put') ?? new StoreError(this.id, 'put', err);
     }
   }
 
@@ -166,7 +199,7 @@ class FsStore implements ObjectStore {
     const segments = key.split('/');
     if (RESERVED_NAMES.has(segments[0]!)) return undefined;
     if (segments.some((s) => s === '' || s === '.' || s === '..' || s.includes('\\') || s.includes('\0'))) {
-      throw new StoreError(this.id, op, new Error('invalid key'), 'invalid_key');
+      throw new KeyRejectedError('GW_ERR_INVALID_KEY', 'invalid object key');
     }
     const file = path.join(this.#root, ...segments);
     const realRoot = await this.#getRealRoot(op);
@@ -177,11 +210,11 @@ class FsStore implements ObjectStore {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
       if (NOT_FOUND_CODES.has(code)) {
-        return forWrite ? this.#checkInside(realRoot, path.join(realRoot, ...segments), op) : undefined;
+        return forWrite ? this.#checkInside(realRoot, path.join(realRoot, ...segments)) : undefined;
       }
-      throw new StoreError(this.id, op, err);
+      throw keyFault(err, op) ?? new StoreError(this.id, op, err);
     }
-    const candidate = this.#checkInside(realRoot, path.join(parentReal, path.basename(file)), op);
+    const candidate = this.#checkInside(realRoot, path.join(parentReal, path.basename(file)));
     // rename and unlink act on a link itself; reads follow it, so its target must be inside too.
     if (forWrite || op === 'delete') return candidate;
     let target: string;
@@ -189,14 +222,15 @@ class FsStore implements ObjectStore {
       target = await realpath(candidate);
     } catch (err) {
       if (NOT_FOUND_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
-      throw new StoreError(this.id, op, err);
+      throw keyFault(err, op) ?? new StoreError(this.id, op, err);
     }
-    return this.#checkInside(realRoot, target, op);
+    return this.#checkInside(realRoot, target);
   }
 
-  #checkInside(realRoot: string, candidate: string, op: StoreOp): string {
+  /** A path inside the real root, or a 403: a key (through a link) may never leave it. */
+  #checkInside(realRoot: string, candidate: string): string {
     if (candidate !== realRoot && candidate.startsWith(realRoot + path.sep)) return candidate;
-    throw new StoreError(this.id, op, new Error('path escapes the store root'), 'invalid_key');
+    throw new KeyRejectedError('GW_ERR_FORBIDDEN', 'object key leads out of the store root');
   }
 
   #getRealRoot(op: StoreOp): Promise<string> {
@@ -212,7 +246,7 @@ class FsStore implements ObjectStore {
 
   #notFoundOrThrow(err: unknown, op: StoreOp): undefined {
     if (NOT_FOUND_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return undefined;
-    throw new StoreError(this.id, op, err);
+    throw keyFault(err, op) ?? new StoreError(this.id, op, err);
   }
 }
 

@@ -1,5 +1,7 @@
 /**
- * S3 and S3-compatible stores on @aws-sdk/client-s3.
+ * S3 and S3-compatible stores. Reads (HEAD, GET, ranged GET) go through the lean read path
+ * (`s3-read.ts`: SDK signer and credentials, undici pool); writes, deletes and the bucket check
+ * stay on @aws-sdk/client-s3 and lib-storage.
  *
  * For non-AWS endpoints (s3rver, MinIO, R2, …) the client uses path-style addressing and
  * `WHEN_REQUIRED` checksums: with the SDK's default CRC32 checksums, the aws-chunked framing is
@@ -10,9 +12,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
-  GetObjectCommand,
   HeadBucketCommand,
-  HeadObjectCommand,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -22,14 +22,15 @@ import { StoreError, type StoreOp } from '../errors.js';
 import type { S3StoreConfig } from '../config/schema.js';
 import { collectExact } from './collect.js';
 import { checkContentRange } from './content-range.js';
-import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, StoreRequestOptions } from './types.js';
+import { header, metaOf, READ_CONNECT_TIMEOUT_MS, statusKind } from './http-read.js';
+import { readS3Error, resolveS3ReadTarget, S3Reader, type S3ReadResponse } from './s3-read.js';
+import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, Revalidation, StoreRequestOptions } from './types.js';
 
 /** Bodies up to this size with a known length go in one PutObject; larger ones use multipart. */
 export const SINGLE_PUT_MAX_BYTES = 8 * 2 ** 20;
 /** Multipart part size and how many parts are in flight: bounds upload memory to ~40 MiB. */
 export const MULTIPART_PART_BYTES = 8 * 2 ** 20;
 export const MULTIPART_QUEUE_SIZE = 4;
-const CONNECT_TIMEOUT_MS = 5_000;
 /** How long a confirmed bucket is trusted when a HEAD says 404 (HEAD has no error body). */
 const BUCKET_CHECK_TTL_MS = 30_000;
 
@@ -53,6 +54,7 @@ class S3Store implements ObjectStore {
   readonly type = 's3';
   readonly id: string;
   readonly #client: S3Client;
+  readonly #reader: S3Reader;
   readonly #bucket: string;
   #bucketConfirmedAt = -Infinity;
 
@@ -66,7 +68,7 @@ class S3Store implements ObjectStore {
       requestHandler: {
         httpAgent: new HttpAgent(agentOptions),
         httpsAgent: new HttpsAgent(agentOptions),
-        connectionTimeout: CONNECT_TIMEOUT_MS,
+        connectionTimeout: READ_CONNECT_TIMEOUT_MS,
       },
     };
     if (config.endpoint) {
@@ -81,45 +83,68 @@ class S3Store implements ObjectStore {
       clientConfig.credentials = { accessKeyId: config.access_key, secretAccessKey: config.secret_key };
     }
     this.#client = new S3Client(clientConfig);
+    // The client's resolved providers: the default credential chain with its refresh, and the region.
+    this.#reader = new S3Reader({
+      target: resolveS3ReadTarget(config.bucket, config.region, clientConfig.endpoint as string | undefined, clientConfig.forcePathStyle),
+      region: this.#client.config.region,
+      credentials: this.#client.config.credentials,
+      maxSockets: config.max_sockets,
+      connectTimeoutMs: READ_CONNECT_TIMEOUT_MS,
+    });
   }
 
   async head(key: string, opts: StoreRequestOptions = {}): Promise<ObjectMeta | undefined> {
-    try {
-      const out = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }), sendOpts(opts));
-      return {
-        size: out.ContentLength ?? 0,
-        etag: out.ETag,
-        lastModified: out.LastModified,
-        contentType: out.ContentType,
-      };
-    } catch (err) {
-      const absent = this.#notFoundOrThrow(err, 'head');
+    const res = await this.#read('head', { method: 'HEAD', key, signal: opts.signal });
+    res.body.resume();
+    if (res.status === 404) {
+      // HEAD has no error body: a missing bucket must not pass for a missing key.
       await this.#confirmBucket(opts);
-      return absent;
+      return undefined;
     }
+    if (res.status !== 200) throw new StoreError(this.id, 'head', new Error(`HeadObject answered ${res.status}`), statusKind(res.status));
+    return metaOf(res, Number(res.headers['content-length'] ?? 0));
+  }
+
+  // https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html: 304 while If-None-Match holds.
+  async revalidate(key: string, etag: string, opts: StoreRequestOptions = {}): Promise<Revalidation> {
+    const res = await this.#read('head', { method: 'HEAD', key, ifNoneMatch: etag, signal: opts.signal });
+    res.body.resume();
+    if (res.status === 304) return { kind: 'not_modified' };
+    if (res.status === 404) {
+      await this.#confirmBucket(opts);
+      return { kind: 'gone' };
+    }
+    if (res.status !== 200) throw new StoreError(this.id, 'head', new Error(`HeadObject answered ${res.status}`), statusKind(res.status));
+    const meta = metaOf(res, Number(res.headers['content-length'] ?? 0));
+    // A store that ignores the condition answers 200 for the same version.
+    return meta.etag === etag ? { kind: 'not_modified' } : { kind: 'modified', meta };
   }
 
   async get(key: string, opts: GetOptions = {}): Promise<GetResult | undefined> {
     const range = opts.range;
-    let out;
-    try {
-      out = await this.#client.send(
-        new GetObjectCommand({
-          Bucket: this.#bucket,
-          Key: key,
-          ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
-        }),
-        sendOpts(opts),
-      );
-    } catch (err) {
-      return this.#notFoundOrThrow(err, 'get');
+    const res = await this.#read('get', { method: 'GET', key, range, ifMatch: opts.ifMatch, signal: opts.signal });
+    if (res.status !== 200 && res.status !== 206) {
+      const err = await readS3Error(res);
+      if (isNotFound(err)) return undefined;
+      throw new StoreError(this.id, 'get', err, s3ErrorKind(err) ?? statusKind(res.status));
     }
-    const body = out.Body as Readable | undefined;
-    if (!body) throw new StoreError(this.id, 'get', new Error('GetObject returned no body'));
-    let size = out.ContentLength ?? 0;
-    if (range) size = checkContentRange(out.ContentRange, range, body, this.id);
-    const meta: ObjectMeta = { size, etag: out.ETag, lastModified: out.LastModified, contentType: out.ContentType };
+    const body = res.body;
+    let size = Number(res.headers['content-length'] ?? 0);
+    if (range) size = checkContentRange(header(res, 'content-range'), range, body, this.id);
+    const meta = metaOf(res, size);
     return range ? { meta, body, range } : { meta, body };
+  }
+
+  /**
+   * Send a read; a failure to get any answer (connect, reset, abort) is a StoreError whose kind
+   * errors.ts reads from undici's error.
+   */
+  async #read(op: StoreOp, req: Parameters<S3Reader['request']>[0]): Promise<S3ReadResponse> {
+    try {
+      return await this.#reader.request(req);
+    } catch (err) {
+      throw new StoreError(this.id, op, err);
+    }
   }
 
   async put(key: string, body: Readable, opts: PutOptions = {}): Promise<PutResult> {
@@ -173,6 +198,7 @@ class S3Store implements ObjectStore {
 
   async close(): Promise<void> {
     this.#client.destroy();
+    await this.#reader.close();
   }
 
   /**
@@ -190,10 +216,6 @@ class S3Store implements ObjectStore {
     }
   }
 
-  #notFoundOrThrow(err: unknown, op: StoreOp): undefined {
-    if (isNotFound(err)) return undefined;
-    throw new StoreError(this.id, op, err, s3ErrorKind(err));
-  }
 }
 
 function sendOpts(opts: StoreRequestOptions): { abortSignal?: AbortSignal } {

@@ -1,7 +1,8 @@
 /**
  * One interface for every backend (after unstorage's drivers, with stricter errors): "not found"
- * is the only failure that becomes `undefined`; every other failure is a `StoreError` carrying
- * its cause. A store never imports the cache or HTTP.
+ * is the only failure that becomes `undefined`; a key the store cannot hold for the client's
+ * reasons (it names a folder, leads out of the root, is too long for the filesystem) is a
+ * `KeyRejectedError` (a 4xx); every other failure is a `StoreError` carrying its cause. A store never imports the cache or HTTP.
  */
 import type { Readable } from 'node:stream';
 
@@ -36,6 +37,13 @@ export interface StoreRequestOptions {
 
 export interface GetOptions extends StoreRequestOptions {
   range?: ByteRange;
+  /**
+   * Only answer if the object's ETag is still this one (S3 `If-Match`, Azure's access condition,
+   * size and mtime for a directory). Otherwise the get fails with a StoreError of kind
+   * `precondition_failed`. A store that ignores the condition is caught by the caller, which
+   * compares the ETag the answer carries.
+   */
+  ifMatch?: string;
 }
 
 export interface PutOptions extends StoreRequestOptions {
@@ -50,12 +58,23 @@ export interface PutResult {
   lastModified: Date | undefined;
 }
 
+/**
+ * The answer to a conditional HEAD (`If-None-Match` with a stored ETag): the object is still
+ * that version, or it is another one (its metadata), or it is gone.
+ */
+export type Revalidation = { kind: 'not_modified' } | { kind: 'modified'; meta: ObjectMeta } | { kind: 'gone' };
+
 /** A backend holding objects under keys. Keys arrive validated (see `core/object-key.ts`). */
 export interface ObjectStore {
   readonly id: string;
   readonly type: string;
   head(key: string, opts?: StoreRequestOptions): Promise<ObjectMeta | undefined>;
   get(key: string, opts?: GetOptions): Promise<GetResult | undefined>;
+  /**
+   * A conditional HEAD: does the store still hold the version with `etag`? (S3 HeadObject with
+   * `If-None-Match`, Azure Get Blob Properties with `ifNoneMatch`, size and mtime for a directory.)
+   */
+  revalidate(key: string, etag: string, opts?: StoreRequestOptions): Promise<Revalidation>;
   put(key: string, body: Readable, opts?: PutOptions): Promise<PutResult>;
   /** Deleting an absent object is not an error. */
   delete(key: string, opts?: StoreRequestOptions): Promise<void>;

@@ -6,23 +6,61 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { finished } from 'node:stream/promises';
+import type { BodySpan, CacheTier, TierHit } from '../../src/cache/tier.js';
 import type { CachedMeta, TierStats } from '../../src/cache/types.js';
 
-/** A tier seen through one async shape, whatever its native API. */
-export interface TierUnderTest {
+/** A tier under test, and how to wait for its background work (disk deletes). */
+export interface TierHandle {
+  tier: CacheTier;
+  settled(): Promise<void>;
+}
+
+export interface TierFactory {
+  /** A fresh tier bounded by `maxBytes`, entries up to `maxEntryBytes`. */
+  make(maxBytes: number, maxEntryBytes?: number): Promise<TierHandle>;
+  cleanup(): Promise<void>;
+  /** Bytes an entry costs beyond its body (metadata, headers), at most. */
+  overheadBytes: number;
+}
+
+/** The contract's view of a tier: every call goes through the CacheTier interface. */
+interface TierUnderTest {
+  tier: CacheTier;
   put(key: string, meta: CachedMeta, body: Buffer): Promise<void>;
-  get(key: string): Promise<Buffer | undefined>;
+  get(key: string, range?: BodySpan): Promise<Buffer | undefined>;
   delete(key: string): Promise<void>;
   stats(): TierStats;
   sizes(): Iterable<number>;
 }
 
-export interface TierFactory {
-  /** A fresh tier bounded by `maxBytes`, entries up to `maxEntryBytes`. */
-  make(maxBytes: number, maxEntryBytes?: number): Promise<TierUnderTest>;
-  cleanup(): Promise<void>;
-  /** Bytes an entry costs beyond its body (metadata, headers), at most. */
-  overheadBytes: number;
+async function readHit(hit: TierHit | undefined): Promise<Buffer | undefined> {
+  if (!hit) return undefined;
+  if (hit.buffer) return Buffer.from(hit.buffer);
+  const chunks: Buffer[] = [];
+  for await (const c of hit.stream as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+function view(h: TierHandle): TierUnderTest {
+  const { tier } = h;
+  return {
+    tier,
+    async put(key, m, body) {
+      const w = tier.openWrite(key, m, body.length);
+      if (!w) return;
+      w.end(body);
+      await finished(w).catch(() => {});
+      await h.settled();
+    },
+    get: async (key, range) => readHit(await tier.lookup(key, range)),
+    async delete(key) {
+      tier.delete(key);
+      await h.settled();
+    },
+    stats: () => tier.stats(),
+    sizes: () => tier.sizes(),
+  };
 }
 
 export function meta(size: number): CachedMeta {
@@ -44,7 +82,7 @@ export function describeCacheTierContract(name: string, factory: TierFactory): v
     let tier: TierUnderTest;
 
     beforeEach(async () => {
-      tier = await factory.make(MAX);
+      tier = view(await factory.make(MAX));
     });
     afterEach(async () => {
       await factory.cleanup();
@@ -79,6 +117,24 @@ export function describeCacheTierContract(name: string, factory: TierFactory): v
       checkInvariant(tier, MAX);
     });
 
+    it('never answers from a version it replaced or deleted, however often that version was read before', async () => {
+      // A tier may keep read state (the disk tier keeps descriptors open for hits): reads first.
+      await tier.put('r', meta(10), Buffer.alloc(10, 1));
+      for (let i = 0; i < 3; i++) expect((await tier.get('r'))!.equals(Buffer.alloc(10, 1))).toBe(true);
+      await tier.put('r', meta(30), Buffer.alloc(30, 2));
+      expect((await tier.get('r'))!.equals(Buffer.alloc(30, 2))).toBe(true);
+      expect((await tier.get('r', { start: 25, end: 29 }))!.equals(Buffer.alloc(5, 2))).toBe(true);
+      // Reads racing the replacement see one version or the other, whole, never a mix.
+      const racing = Array.from({ length: 20 }, () => tier.get('r'));
+      await tier.put('r', meta(30), Buffer.alloc(30, 3));
+      for (const got of await Promise.all(racing)) expect([2, 3]).toContain(got![0]);
+      for (const got of await Promise.all(racing)) expect(got!.equals(Buffer.alloc(30, got![0]))).toBe(true);
+      expect((await tier.get('r'))!.equals(Buffer.alloc(30, 3))).toBe(true);
+      await tier.delete('r');
+      expect(await tier.get('r')).toBeUndefined();
+      checkInvariant(tier, MAX);
+    });
+
     it('evicts by bytes, least recently used first, and keeps the invariant at every step', async () => {
       const size = 100 * 1024; // ten of these plus overhead do not fit in 1 MiB
       const bodies = new Map<string, Buffer>();
@@ -103,7 +159,7 @@ export function describeCacheTierContract(name: string, factory: TierFactory): v
     });
 
     it('refuses an entry larger than its limit and keeps what it holds', async () => {
-      const small = await factory.make(MAX, 64 * 1024);
+      const small = view(await factory.make(MAX, 64 * 1024));
       await small.put('keep', meta(1000), Buffer.alloc(1000, 9));
       await small.put('huge', meta(200 * 1024), randomBytes(200 * 1024));
       expect(await small.get('huge')).toBeUndefined();
@@ -117,6 +173,55 @@ export function describeCacheTierContract(name: string, factory: TierFactory): v
       const stats = tier.stats();
       expect(stats.entries).toBeLessThan(3000);
       expect(stats.entries).toBeGreaterThan(MAX / (1000 + factory.overheadBytes) - 50);
+    });
+
+    it('answers a range of an entry with exactly those bytes', async () => {
+      const body = randomBytes(300_000);
+      await tier.put('r', meta(body.length), body);
+      for (const [start, end] of [[0, 0], [1, 65_536], [65_535, 65_537], [131_072, 299_999], [299_999, 299_999]] as const) {
+        expect((await tier.get('r', { start, end }))!.equals(body.subarray(start, end + 1))).toBe(true);
+      }
+    });
+
+    it('keeps metadata apart from the body: peek gives it without a read, and an empty-bodied entry holds only metadata', async () => {
+      const m = { ...meta(50 * 2 ** 20), etag: '"sliced"' };
+      await tier.put('m', m, Buffer.alloc(0));
+      expect(await tier.tier.peek('m')).toEqual(m);
+      expect(tier.tier.has('m')).toBe(true);
+      expect(await tier.tier.peek('nope')).toBeUndefined();
+    });
+
+    it('commits a write only when it finishes, reading the metadata at that moment', async () => {
+      const m = meta(1000);
+      const w = tier.tier.openWrite('late', m, 1000)!;
+      w.write(Buffer.alloc(600, 1));
+      expect(tier.tier.has('late')).toBe(false);
+      m.etag = '"learned-at-the-end"';
+      w.end(Buffer.alloc(400, 2));
+      await finished(w);
+      expect((await tier.tier.peek('late'))?.etag).toBe('"learned-at-the-end"');
+      expect((await tier.get('late'))!.equals(Buffer.concat([Buffer.alloc(600, 1), Buffer.alloc(400, 2)]))).toBe(true);
+    });
+
+    it('leaves nothing when a writer is destroyed, or ends short of its announced length', async () => {
+      await tier.put('keep', meta(10), Buffer.alloc(10, 7));
+      const w = tier.tier.openWrite('keep', meta(1000), 1000)!;
+      w.write(Buffer.alloc(500));
+      w.destroy(new Error('upstream failed'));
+      await finished(w).catch(() => {});
+      const short = tier.tier.openWrite('short', meta(1000), 1000)!;
+      short.on('error', () => {});
+      short.end(Buffer.alloc(999));
+      await finished(short).catch(() => {});
+      const long = tier.tier.openWrite('long', meta(10), 10)!;
+      long.on('error', () => {});
+      long.end(Buffer.alloc(11));
+      await finished(long).catch(() => {});
+      expect((await tier.get('keep'))!.equals(Buffer.alloc(10, 7))).toBe(true);
+      expect(await tier.get('short')).toBeUndefined();
+      expect(await tier.get('long')).toBeUndefined();
+      expect(tier.stats().entries).toBe(1);
+      checkInvariant(tier, MAX);
     });
   });
 }

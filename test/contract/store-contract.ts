@@ -294,6 +294,34 @@ export function describeStoreContract(
       });
     });
 
+    describe('conditional head (revalidate)', () => {
+      it('is not_modified for the current ETag, modified with the new metadata after an overwrite, gone after a delete', async () => {
+        const k = key('reval.bin');
+        const first = randomBytes(3000);
+        await putBytes(store(), k, first, { contentLength: first.length });
+        const etag = (await store().head(k))!.etag!;
+        expect(await store().revalidate(k, etag)).toEqual({ kind: 'not_modified' });
+        // A directory's ETag carries the mtime in ms: make sure the overwrite lands in another one.
+        await new Promise((r) => setTimeout(r, 20));
+        const second = randomBytes(4001);
+        await putBytes(store(), k, second, { contentLength: second.length });
+        const changed = await store().revalidate(k, etag);
+        expect(changed.kind).toBe('modified');
+        if (changed.kind !== 'modified') return;
+        expect(changed.meta.size).toBe(second.length);
+        expect(changed.meta.etag).toBe((await store().head(k))!.etag);
+        expect(changed.meta.etag).not.toBe(etag);
+        await store().delete(k);
+        expect(await store().revalidate(k, etag)).toEqual({ kind: 'gone' });
+        expect(await store().revalidate(key('never/there.bin'), etag)).toEqual({ kind: 'gone' });
+      });
+
+      it('a broken backend rejects with StoreError, never "gone"', async ({ skip }) => {
+        if (!ctx?.brokenStore) skip();
+        await expect(ctx!.brokenStore!.revalidate('any.bin', '"x"')).rejects.toBeInstanceOf(StoreError);
+      });
+    });
+
     describe('failures', () => {
       it('a broken backend rejects with StoreError, never undefined', async ({ skip }) => {
         const broken = ctx?.brokenStore;

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { S3StoreConfig } from '../../src/config/schema.js';
-import { StoreError } from '../../src/errors.js';
+import { KeyRejectedError, StoreError } from '../../src/errors.js';
 import { createAzureStore } from '../../src/stores/azure.js';
 import { createFsStore } from '../../src/stores/fs.js';
 import { createS3Store } from '../../src/stores/s3.js';
@@ -133,13 +133,16 @@ describe('fs store: keys never leave the root', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  /** Resolves to undefined or rejects with StoreError; anything else (bytes, metadata) fails. */
+  /**
+   * Resolves to undefined or rejects with KeyRejectedError (a 4xx: the key is the client's doing,
+   * not a store failure); anything else (bytes, metadata) fails.
+   */
   async function expectNothing(op: Promise<unknown>, what: string): Promise<void> {
     let value: unknown;
     try {
       value = await op;
     } catch (err) {
-      expect(err, what).toBeInstanceOf(StoreError);
+      expect(err, what).toBeInstanceOf(KeyRejectedError);
       return;
     }
     if (value && typeof value === 'object' && 'body' in value) (value as { body: Readable }).body.destroy();
@@ -171,9 +174,9 @@ describe('fs store: keys never leave the root', () => {
     for (const key of ['link/secret.txt', 'link/new.txt', 'a/../../x', '../outside/new.txt']) {
       await store.put(key, Readable.from([Buffer.from('overwritten')])).then(
         () => undefined,
-        (err: unknown) => expect(err, `put('${key}')`).toBeInstanceOf(StoreError),
+        (err: unknown) => expect(err, `put('${key}')`).toBeInstanceOf(KeyRejectedError),
       );
-      await store.delete(key).catch((err: unknown) => expect(err, `delete('${key}')`).toBeInstanceOf(StoreError));
+      await store.delete(key).catch((err: unknown) => expect(err, `delete('${key}')`).toBeInstanceOf(KeyRejectedError));
     }
     expect((await readFile(join(outside, 'secret.txt'))).equals(SECRET)).toBe(true);
     expect((await readFile(join(dir, 'x'))).equals(SECRET)).toBe(true);

@@ -22,6 +22,11 @@ export type CountingStore = ObjectStore & {
   tap: ((key: string, opts: GetOptions, real: () => Promise<GetResult | undefined>) => Promise<GetResult | undefined>) | undefined;
 };
 
+/** Every GET the store received, whole or ranged (the gateway's reads are slice GETs). */
+export function gets(calls: StoreCalls): number {
+  return calls.get + calls.getRanged;
+}
+
 /** Wrap `inner`, counting every call. */
 export function countingStore(inner: ObjectStore): CountingStore {
   const calls: StoreCalls = { head: 0, probe: 0, get: 0, getRanged: 0, put: 0, delete: 0 };
@@ -34,6 +39,11 @@ export function countingStore(inner: ObjectStore): CountingStore {
       if (key === PROBE_KEY) calls.probe++;
       else calls.head++;
       return inner.head(key, opts);
+    },
+    // A conditional HEAD counts as a HEAD: it is one to the store.
+    revalidate(key: string, etag: string, opts?: StoreRequestOptions) {
+      calls.head++;
+      return inner.revalidate(key, etag, opts);
     },
     get(key: string, opts: GetOptions = {}) {
       if (opts.range) calls.getRanged++;

@@ -26,7 +26,11 @@ export interface TestGateway {
  * Start a gateway in this process. `config` is raw config data (defaults: a bearer token and an
  * fs store); `stores` replaces the configured stores with ready-made (e.g. counting) ones.
  */
-export async function startGateway(config: Record<string, unknown>, stores?: ObjectStore[]): Promise<TestGateway> {
+export async function startGateway(
+  config: Record<string, unknown>,
+  stores?: ObjectStore[],
+  options: { log?: import('pino').Logger } = {},
+): Promise<TestGateway> {
   const raw = {
     listen: '127.0.0.1:0',
     auth: { bearer_token: TEST_TOKEN },
@@ -34,7 +38,7 @@ export async function startGateway(config: Record<string, unknown>, stores?: Obj
     stores: config.stores ?? Object.fromEntries((stores ?? []).map((s) => [s.id, { type: 'fs', root: '/nonexistent' }])),
   };
   const gateway = createGateway(validateConfig(raw), {
-    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    log: options.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     ...(stores ? { stores: fromStores(new Map(stores.map((s) => [s.id, s]))) } : {}),
   });
   const { url } = await gateway.listen('127.0.0.1', 0);

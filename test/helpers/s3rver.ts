@@ -11,8 +11,19 @@ export interface StartS3rverOptions {
   buckets?: string[];
 }
 
+/** One request s3rver received, as its HTTP server saw it. */
+export interface S3rverRequest {
+  method: string;
+  /** The path, query left out (path-style: `/bucket/key`), percent-decoded. */
+  path: string;
+  /** The Range header, when one was sent. */
+  range: string | undefined;
+}
+
 /** A running in-process s3rver instance, as returned by {@link startS3rver}. */
 export interface S3rverInstance {
+  /** Every request received so far, in arrival order: the store's own request log. */
+  requests: S3rverRequest[];
   /** Base URL, e.g. `http://127.0.0.1:41234`. Use with path-style addressing. */
   endpoint: string;
   /** Port the server actually bound. */
@@ -66,6 +77,18 @@ export async function startS3rver(opts: StartS3rverOptions = {}): Promise<S3rver
     await rm(directory, { recursive: true, force: true });
     throw err;
   }
+  const requests: S3rverRequest[] = [];
+  server.httpServer?.on('request', (req: import('node:http').IncomingMessage) => {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    let p = q === -1 ? url : url.slice(0, q);
+    try {
+      p = decodeURIComponent(p);
+    } catch {
+      // keep it encoded
+    }
+    requests.push({ method: req.method ?? '', path: p, range: req.headers.range });
+  });
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -83,6 +106,7 @@ export async function startS3rver(opts: StartS3rverOptions = {}): Promise<S3rver
   };
 
   return {
+    requests,
     endpoint: `http://${HOST}:${port}`,
     port,
     accessKeyId: 'S3RVER',

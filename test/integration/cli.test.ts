@@ -4,7 +4,7 @@
  * named and no stack trace.
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -83,16 +83,24 @@ describe('cachegate CLI', () => {
 
   it('starts the embedded default with a generated token and prints a curl line that works as printed', async () => {
     const cwd = await mkdtemp(path.join(dir, 'default-'));
-    const run = await runUntil(['--listen', '127.0.0.1:0'], { cwd }, /^(curl .*)$/m, async (m) => {
+    // Not a TTY, so JSON lines: the curl line is the `try` field of one of them.
+    const run = await runUntil(['--listen', '127.0.0.1:0'], { cwd }, /^(\{.*"try":.*\})$/m, async (m) => {
       // Run the line exactly as printed, through a shell, as a user would paste it.
-      const { stdout } = await execFileP('sh', ['-c', m[1]!]);
+      const tryIt = (JSON.parse(m[1]!) as { try: string }).try;
+      const { stdout } = await execFileP('sh', ['-c', tryIt]);
       expect(stdout).toBe('Hello from cachegate!\n');
       // Without the token the same URL is refused: the default is never an open gateway.
-      const url = /(http:\/\/\S+)/.exec(m[1]!)![1]!;
+      const url = /(http:\/\/\S+)/.exec(tryIt)![1]!;
       expect((await fetch(url)).status).toBe(401);
     });
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/bearer token for this run: [A-Za-z0-9_-]{32,}/);
+    // The token is in a file only this user may read, never on a log line.
+    const tokenFile = path.join(cwd, '.cachegate-token');
+    const token = (await readFile(tokenFile, 'utf8')).trim();
+    expect(token).toMatch(/^[A-Za-z0-9_-]{32,}$/);
+    expect((await stat(tokenFile)).mode & 0o777).toBe(0o600);
+    expect(run.stdout + run.stderr).not.toContain(token);
+    for (const line of run.stdout.trim().split('\n')) expect(() => JSON.parse(line), line).not.toThrow();
     expect(await readFile(path.join(cwd, 'data', 'hello.txt'), 'utf8')).toBe('Hello from cachegate!\n');
   });
 

@@ -1,17 +1,17 @@
 /**
  * The disk tier through a running gateway: with 8 MiB of memory and 256 MiB of disk, 80 MiB of
- * objects are served from disk after the store lost them, still after a restart with no store
- * GET, a flipped byte in any cache file never reaches a client, usage stays within max_disk, and
+ * objects are served from disk while the store is away, still after a restart with no store GET
+ * (one HEAD each: entries from before a restart are revalidated), a flipped byte in any cache file never reaches a client, usage stays within max_disk, and
  * a directory that cannot be written leaves the gateway serving from the store.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFsStore } from '../../src/stores/fs.js';
-import { countingStore } from '../helpers/counting-store.js';
+import { countingStore, gets } from '../helpers/counting-store.js';
 import { AUTH, startChildGateway, startGateway, type TestGateway } from '../helpers/gateway.js';
 
 const MiB = 2 ** 20;
@@ -82,7 +82,10 @@ describe('disk tier', () => {
     }
   }
 
-  it('serves 80+ MiB from disk after the store lost the objects, and again after a restart with no store GET', async () => {
+  /** One store GET per 8 MiB slice: the 12 MiB object is two slices (and a metadata entry). */
+  const sliceCount = () => [...objects.values()].reduce((a, b) => a + Math.ceil(b.length / (8 * MiB)), 0);
+
+  it('serves 80+ MiB from disk while the store is away, and again after a restart with no store GET', async () => {
     const total = [...objects.values()].reduce((a, b) => a + b.length, 0);
     expect(total).toBeGreaterThan(80 * MiB);
     const store = countingStore(createFsStore('media', { root }));
@@ -90,22 +93,28 @@ describe('disk tier', () => {
     try {
       await fetchAll(gw, 'hit=0');
       await gw.gateway.disk!.flushed();
-      expect(store.calls.get).toBe(objects.size);
-      // The store loses everything; memory (8 MiB) cannot hold 80 MiB: disk serves.
-      await rm(root, { recursive: true, force: true });
+      expect(gets(store.calls)).toBe(sliceCount());
+      // The store goes away; memory (8 MiB) cannot hold 80 MiB: disk serves.
+      await rename(root, `${root}.away`);
       await fetchAll(gw, 'hit=1');
-      expect(store.calls.get).toBe(objects.size);
+      expect(gets(store.calls)).toBe(sliceCount());
       expect(await diskUsage(diskPath)).toBeLessThanOrEqual(256 * MiB);
       expect(gw.gateway.disk!.stats().bytes).toBe(await diskUsage(diskPath));
     } finally {
       await gw.close();
     }
 
+    // Back unchanged (a rename keeps inode and mtime, so the fs store's ETags too). A restarted
+    // process revalidates each entry from before it started once (core/freshness.ts, the rejoin rule): one conditional HEAD, no GET.
+    await rename(`${root}.away`, root);
     const restartedStore = countingStore(createFsStore('media', { root }));
     const restarted = await startGateway(config(), [restartedStore]);
     try {
       await fetchAll(restarted, 'hit=1'); // some while the index is still being rebuilt
-      expect(restartedStore.calls.get).toBe(0);
+      expect(gets(restartedStore.calls)).toBe(0);
+      expect(restartedStore.calls.head).toBe(objects.size);
+      await fetchAll(restarted, 'hit=1');
+      expect(restartedStore.calls.head).toBe(objects.size);
       const head = await fetch(`${restarted.url}/media/set/3.bin`, { method: 'HEAD', headers: AUTH });
       expect(head.headers.get('x-cg-status')).toBe('hit=1');
       expect(head.headers.get('content-length')).toBe(String(objects.get('set/3.bin')!.length));
@@ -115,11 +124,21 @@ describe('disk tier', () => {
   });
 
   it('never serves a flipped byte: the entry is dropped and the object refetched', async () => {
-    // Restore the store so refetching is possible, then corrupt every cache file somewhere.
+    // Restore the store so refetching is possible (new files: new ETags, so the cache is filled
+    // again from them first), then corrupt every cache file somewhere.
     const store = createFsStore('media', { root });
     for (const [key, body] of objects) await store.put(key, Readable.from([body]), { contentLength: body.length });
+    await rm(diskPath, { recursive: true, force: true });
+    const filler = await startGateway(config(), [store]);
+    try {
+      await fetchAll(filler);
+      await filler.gateway.disk!.flushed();
+    } finally {
+      await filler.close();
+    }
     const files = await cacheFiles(diskPath);
-    expect(files.length).toBe(objects.size);
+    // Every object's entry, plus the sliced object's second slice.
+    expect(files.length).toBe(sliceCount() + 1);
     for (const [i, file] of files.entries()) {
       const size = (await stat(file)).size;
       // Header bytes for some, body bytes (start, middle, last) for the rest.
@@ -131,7 +150,7 @@ describe('disk tier', () => {
     try {
       await gw.gateway.disk!.scanned();
       await fetchAll(gw);
-      expect(counting.calls.get).toBe(objects.size); // every corrupted entry was refetched
+      expect(gets(counting.calls)).toBe(sliceCount()); // every corrupted slice was refetched, once
       await gw.gateway.disk!.flushed();
       // Truncate a rewritten entry: also never served.
       const [victim] = await cacheFiles(diskPath);
@@ -140,6 +159,40 @@ describe('disk tier', () => {
       await fh.close();
       gw.gateway.memory.clear();
       await fetchAll(gw);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('serves a range inside one slice on disk from one verified read, and never a flipped byte of it', async () => {
+    const store = createFsStore('media', { root });
+    const big = objects.get('set/big.bin')!;
+    await store.put('set/big.bin', Readable.from([big]), { contentLength: big.length });
+    const cache = path.join(dir, 'range-cache');
+    const counting = countingStore(store);
+    const gw = await startGateway({ cache: { ...config().cache, disk_path: cache } }, [counting]);
+    const range = async (start: number, end: number, expectHit: string) => {
+      const res = await fetch(`${gw.url}/media/set/big.bin`, { headers: { ...AUTH, range: `bytes=${start}-${end}` } });
+      expect(res.status).toBe(206);
+      const got = Buffer.from(await res.arrayBuffer());
+      expect(sha(got), `${start}-${end}`).toBe(sha(big.subarray(start, end + 1)));
+      expect(res.headers.get('content-range')).toBe(`bytes ${start}-${end}/${big.length}`);
+      expect(res.headers.get('x-cg-status'), `${start}-${end}`).toBe(expectHit);
+    };
+    try {
+      await range(0, big.length - 1, 'hit=0');
+      await gw.gateway.disk!.flushed();
+      const fetched = gets(counting.calls);
+      // Inside the first slice, inside the second, at each end: from disk, no store GET.
+      for (const [a, b] of [[100, MiB + 99], [9 * MiB + 5, 10 * MiB + 4], [0, 0], [big.length - 1, big.length - 1]] as const) await range(a, b, 'hit=1');
+      expect(gets(counting.calls)).toBe(fetched);
+      // A flipped byte inside a range of the second slice: dropped and refetched, never sent.
+      const files = await cacheFiles(cache);
+      const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
+      const slice2 = files[sizes.findIndex((n) => n > 4 * MiB && n < 8 * MiB)]!;
+      await flipByte(slice2, 1_500_000);
+      await range(9 * MiB, 10 * MiB - 1, 'hit=0');
+      expect(gets(counting.calls)).toBe(fetched + 1);
     } finally {
       await gw.close();
     }
@@ -187,7 +240,7 @@ describe('disk tier', () => {
         expect(res.status).toBe(200);
         expect(sha(Buffer.from(await res.arrayBuffer()))).toBe(sha(objects.get(key)!));
       }
-      expect(store.calls.get).toBe(2);
+      expect(gets(store.calls)).toBe(2);
     } finally {
       await gw.close();
     }
@@ -230,7 +283,7 @@ describe('disk tier', () => {
         const res = await fetch(`${again.url}/media/${k}`, { headers: AUTH });
         expect(sha(Buffer.from(await res.arrayBuffer()))).toBe(sha(objects.get(k)!));
       }
-      expect(counting.calls.get).toBe(0);
+      expect(gets(counting.calls)).toBe(0);
     } finally {
       await again.close();
     }

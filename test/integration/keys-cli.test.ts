@@ -3,7 +3,7 @@
  * the links they print checked against a running gateway.
  */
 import { execFile } from 'node:child_process';
-import { createPrivateKey, createPublicKey, sign as cryptoSign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +23,7 @@ interface Run {
 
 function cli(args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { cwd, env: { PATH: process.env.PATH }, timeout: 15_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [MAIN, ...args], { cwd, env: { PATH: process.env.PATH }, timeout: 60_000 }, (err, stdout, stderr) => {
       const code = err ? ((err as { code?: number }).code ?? 1) : 0;
       resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
     });
@@ -132,7 +132,7 @@ describe.concurrent('sign', () => {
   });
 
   it('--key SEED prints a link the gateway accepts (GET and HEAD)', async ({ expect }) => {
-    const link = linkFrom(await cli(['sign', '--key', keys.private_key, '--bucket', 'media', '--path', 'a/b c.txt', '--expires-in', '10m', '--base-url', gw.url], dir));
+    const link = linkFrom(await cli(['sign', `--key=${keys.private_key}`, '--bucket', 'media', '--path', 'a/b c.txt', '--expires-in', '10m', '--base-url', gw.url], dir));
     const res = await fetch(link);
     expect(res.status).toBe(200);
     expect(await res.text()).toBe(BODY);
@@ -140,7 +140,7 @@ describe.concurrent('sign', () => {
   });
 
   it('a --method PUT link is refused for GET and HEAD (403)', async ({ expect }) => {
-    const link = linkFrom(await cli(['sign', '--key', keys.private_key, '--method', 'PUT', '--bucket', 'media', '--path', 'a/b c.txt', '--base-url', gw.url], dir));
+    const link = linkFrom(await cli(['sign', `--key=${keys.private_key}`, '--method', 'PUT', '--bucket', 'media', '--path', 'a/b c.txt', '--base-url', gw.url], dir));
     const res = await fetch(link);
     expect(res.status).toBe(403);
     expect(((await res.json()) as { error: string }).error).toContain('link allows PUT, not GET');
@@ -163,6 +163,25 @@ describe.concurrent('verify', () => {
   const linkFor = (json: string, seed = keys.private_key) => `${gw.url}/media/a/b%20c.txt?sig=${independentSig(json, seed)}`;
   const good = () => linkFor(`{"v":1,"exp":${exp() + 600},"m":"GET","b":"media","p":"a/b c.txt"}`);
 
+  it('keys that start with a dash (one base64url key in 64) work as separate arguments to sign --key and verify --public-key', async ({ expect }) => {
+    // A seed whose base64url starts with '-' (first 6 bits = 62), and one whose public key does.
+    const dashSeed = Buffer.concat([Buffer.from([0xf8]), randomBytes(31)]).toString('base64url');
+    expect(dashSeed.startsWith('-')).toBe(true);
+    let seed = '';
+    do seed = randomBytes(32).toString('base64url');
+    while (!publicKeyOf(seed).startsWith('-'));
+    const link = linkFor(`{"v":1,"exp":${exp() + 600},"m":"GET","b":"media","p":"a/b c.txt"}`, seed);
+    const verified = await cli(['verify', link, '--public-key', publicKeyOf(seed)], dir);
+    expect(verified.stdout, `stderr: ${verified.stderr}`).toMatch(/^valid: /);
+    const signed = await cli(['sign', '--key', dashSeed, '--bucket', 'media', '--path', 'a/b c.txt', '--base-url', gw.url], dir);
+    expect(signed.stderr).toBe('');
+    const again = await cli(['verify', linkFrom(signed), '--public-key', publicKeyOf(dashSeed)], dir);
+    expect(again.stdout, `stderr: ${again.stderr}`).toMatch(/^valid: /);
+    // A missing value is still an error, not the next option read as a key.
+    const missing = await cli(['verify', link, '--public-key', '--config', fullConfig], dir);
+    expect(missing.code).not.toBe(0);
+  });
+
   it("a tampered signature: 'bad signature', exit 1", async ({ expect }) => {
     const url = new URL(good());
     const [payload, signature] = url.searchParams.get('sig')!.split('.') as [string, string];
@@ -172,7 +191,7 @@ describe.concurrent('verify', () => {
     const bad = `${url.origin}${url.pathname}?sig=${payload}.${tampered}`;
     const run = await cli(['verify', bad, '--public-key', keys.public_key], dir);
     expect(run.code).toBe(1);
-    expect(run.stdout).toMatch(/^invalid: bad signature$/m);
+    expect(run.stdout, `stderr: ${run.stderr}`).toMatch(/^invalid: bad signature$/m);
     expect((await fetch(bad)).status).toBe(401);
   });
 

@@ -284,13 +284,15 @@ describe('refusals', () => {
     }
   });
 
-  it('method scope: GET allows HEAD; HEAD refuses GET; PUT refuses GET and HEAD (403)', async () => {
+  it('method scope: GET allows HEAD; HEAD refuses GET; PUT and DELETE refuse GET (403)', async () => {
     const head = signJson(claims({ m: 'HEAD', p: 'a/b.txt' }));
     await expectRefused(request(main.url, 'media', 'a/b.txt', { sig: head }), 403, 'link allows HEAD, not GET');
     const put = signJson(claims({ m: 'PUT', p: 'a/b.txt', extra: ',"len":3' }));
     await expectRefused(request(main.url, 'media', 'a/b.txt', { sig: put }), 403, 'link allows PUT, not GET');
     await expectRefused(request(main.url, 'media', 'a/b.txt', { sig: put, method: 'HEAD' }), 403);
-    const bad = signJson(claims({ m: 'DELETE', p: 'a/b.txt' }));
+    const del = signJson(claims({ m: 'DELETE', p: 'a/b.txt' }));
+    await expectRefused(request(main.url, 'media', 'a/b.txt', { sig: del }), 403, 'link allows DELETE, not GET');
+    const bad = signJson(claims({ m: 'POST', p: 'a/b.txt' }));
     await expectRefused(request(main.url, 'media', 'a/b.txt', { sig: bad }), 401, "'m'");
   });
 });

@@ -15,14 +15,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { getMetricsFromIterator, type PromData, type PromHistogramData, type PromMetrics } from 'prom2javascript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENTRY_OVERHEAD_BYTES } from '../../src/cache/memory-tier.js';
 import { cacheKey } from '../../src/core/object-service.js';
 import { createFsStore } from '../../src/stores/fs.js';
 import { AUTH, TEST_TOKEN, startChildGateway, startGateway, type ChildGateway, type TestGateway } from '../helpers/gateway.js';
 
 const KiB = 1024;
 const MiB = 2 ** 20;
-/** A generous upper bound for one memory entry's bookkeeping beyond its body (key, ETag, type, LRU node). */
-const MAX_ENTRY_OVERHEAD_BYTES = 1024;
+/** The memory tier charges an entry its measured overhead (ENTRY_OVERHEAD_BYTES) plus its strings (key, ETag, type). */
+const MAX_ENTRY_OVERHEAD_BYTES = ENTRY_OVERHEAD_BYTES + 400;
 
 const SEED = Buffer.alloc(32, 11);
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -96,6 +97,39 @@ function connectRefused(url: string): Promise<boolean> {
       resolve(false);
     });
     s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+}
+
+/**
+ * Whether a connection to `url` is refused by the gateway whose `X-CG-Node` is `nodeId`. A
+ * connection that is accepted is asked for /health: answered by that gateway, it was not refused;
+ * answered by anything else (the freed port taken by another test's server on a busy machine), or
+ * reset before that gateway answered, it was. The answer is given in the result for the failure
+ * message.
+ */
+function refusedBy(url: string, nodeId: string): Promise<{ refused: boolean; answer: string }> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const s = net.connect(Number(u.port), u.hostname);
+    let answer = '';
+    const done = () => {
+      s.destroy();
+      resolve({ refused: !answer.toLowerCase().includes(`x-cg-node: ${nodeId}`), answer: answer.slice(0, 300) });
+    };
+    s.once('connect', () => {
+      s.write('GET /health HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n');
+      setTimeout(done, 3_000).unref();
+    });
+    s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    s.once('close', done);
+    // Refused outright (ECONNREFUSED), or reset before the gateway answered: the kernel resets a
+    // connection still in the accept backlog when the listener closes, which is what a probe that
+    // connects in the tick between the 'shutting down' line and the close() sees. Either way the
+    // draining gateway did not serve it.
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      const served = answer.toLowerCase().includes(`x-cg-node: ${nodeId}`);
+      resolve({ refused: !served, answer: `${err.code ?? err.message}${answer ? ` after ${answer.slice(0, 200)}` : ''}` });
+    });
   });
 }
 
@@ -479,7 +513,15 @@ describe('graceful shutdown of a gateway process', () => {
   });
 
   it('SIGTERM: an in-flight slow download completes byte-exact, idle keep-alive sockets close, new connections are refused, exit 0', async () => {
-    const gw: ChildGateway = await startChildGateway({ cache: { max_object_size: '1MiB' }, stores: { local: { type: 'fs', root } } });
+    // A long keep-alive timeout: the idle socket must be closed by the shutdown, not by the 5 s
+    // default firing first on a loaded machine (then the listener is still open, and the check
+    // that new connections are refused would race the signal).
+    const nodeId = `sigterm-${process.pid}-${Date.now()}`;
+    const gw: ChildGateway = await startChildGateway({
+      cache: { max_object_size: '1MiB' },
+      server: { keep_alive_timeout: '120s', node_id: nodeId, node_header: true },
+      stores: { local: { type: 'fs', root } },
+    });
     const events: string[] = [];
     gw.child.once('exit', () => events.push('exit'));
 
@@ -522,9 +564,14 @@ describe('graceful shutdown of a gateway process', () => {
             exitCode = gw.stop('SIGTERM');
             const resumeAt = Date.now() + 1000;
             void (async () => {
-              await within(idleClosed, 5_000, undefined);
+              await within(idleClosed, 30_000, undefined);
               events.push(`alive-after-idle-close:${gw.child.exitCode === null}`);
-              events.push(`refused:${await connectRefused(gw.url)}`);
+              // The listener closes in the same tick as the 'shutting down' line is written: once
+              // that line is here, a new connection must be refused (asked before it, the check
+              // would race the child handling the signal on a loaded machine).
+              await eventually(() => gw.stdout().includes('shutting down'), 30_000);
+              const probe = await refusedBy(gw.url, nodeId);
+              events.push(probe.refused ? 'refused:true' : `refused:false (answered: ${probe.answer})`);
               await sleep(Math.max(0, resumeAt - Date.now()));
               res.resume();
             })().catch(reject);
@@ -699,6 +746,42 @@ describe('server timeouts', () => {
     const res = await fetch(`${idleGw.url}/media/stalled.bin`, { headers: AUTH });
     expect(res.status).toBe(404);
     await res.arrayBuffer();
+  });
+
+  it('idle_timeout: a GET whose client stops reading is cut off; a slow reader that keeps reading is not', async () => {
+    await mkdir(idleRoot, { recursive: true });
+    await writeFile(path.join(idleRoot, 'big.bin'), randomBytes(32 * MiB));
+    // Reads the head, then nothing: once the socket buffers are full no byte moves either way.
+    const stalled = await rawConnect(idleGw.url);
+    stalled.socket.write(`GET /media/big.bin HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer ${TEST_TOKEN}\r\n\r\n`);
+    await eventually(() => stalled.text().includes('\r\n\r\n'));
+    stalled.socket.pause();
+    // Reads a chunk, waits 300 ms (under the 1 s timeout), reads the next: slow, never idle for 1 s.
+    let slowBytes = 0;
+    let slowEnded = false;
+    const slowReq = http.get(`${idleGw.url}/media/big.bin`, { headers: AUTH, agent: false }, (res) => {
+      res.on('data', (c: Buffer) => {
+        slowBytes += c.length;
+        res.pause();
+        setTimeout(() => res.resume(), 300);
+      });
+      res.on('close', () => (slowEnded = true));
+    });
+    slowReq.on('error', () => (slowEnded = true));
+    try {
+      // A paused socket does not see the server's close: read on after the timeout has passed.
+      // Cut, the connection ends short of the body; not cut, all 32 MiB arrive and it stays open.
+      await sleep(3_000);
+      stalled.socket.resume();
+      expect(await within(stalled.closed.then(() => 'closed'), 10_000, 'still open')).toBe('closed');
+      expect(stalled.text().length).toBeLessThan(32 * MiB);
+      expect(slowEnded, 'the slow reader kept its connection').toBe(false);
+      expect(slowBytes).toBeGreaterThan(0);
+      expect(slowBytes).toBeLessThan(32 * MiB);
+    } finally {
+      stalled.socket.destroy();
+      slowReq.destroy();
+    }
   });
 
   it('max_header_size: an 8 KiB header is answered 431 with a one-line JSON body', async () => {

@@ -5,6 +5,7 @@ import { setImmediate as tick } from 'node:timers/promises';
 
 import { describe, expect, it } from 'vitest';
 
+import { BufferPool } from '../../src/cache/buffer-pool.js';
 import { FillBuffer } from '../../src/core/fill-buffer.js';
 
 async function collect(reader: Readable): Promise<Buffer> {
@@ -222,5 +223,50 @@ describe('FillBuffer', () => {
     fill.finish();
     expect((await fast).equals(data)).toBe(true);
     expect((await collect(slow)).equals(data)).toBe(true);
+  });
+
+  it('lets go of its bytes on release, waking a waiter, while the finished buffer lives on where it was handed', async () => {
+    const data = randomBytes(10_000);
+    const fill = new FillBuffer(data.length);
+    fill.append(data.subarray(0, 4000));
+    const waiting = fill.waitFor(9000);
+    fill.append(data.subarray(4000));
+    const body = fill.finish();
+    fill.release();
+    await waiting;
+    expect(fill.released).toBe(true);
+    expect(fill.view(0, 10_000).length).toBe(0);
+    expect(fill.head(64).length).toBe(0);
+    expect(body.equals(data)).toBe(true);
+    // A wait that starts after the release does not hang.
+    await fill.waitFor(20_000);
+  });
+});
+
+describe('FillBuffer with a lent buffer', () => {
+  it('fills the loan, gives it back once on release, and what readers took stays intact when the buffer is reused', async () => {
+    const pool = new BufferPool(4096, 4);
+    const data = randomBytes(3000);
+    const loan = pool.lend(3000)!;
+    const fill = new FillBuffer(data.length, loan);
+    const reader = collect(fill.createReader());
+    for (const chunk of chunksOf(data, [700])) {
+      fill.append(chunk);
+      await tick();
+    }
+    const body = fill.finish();
+    expect(body.equals(data)).toBe(true);
+    expect(body.buffer).toBe(loan.buffer.buffer);
+    const got = await reader;
+
+    fill.release();
+    fill.release();
+    expect(pool.idle).toBe(1);
+    // The next fill takes the same memory and overwrites it: the reader's bytes were its own.
+    const next = new FillBuffer(3000, pool.lend(3000));
+    next.append(Buffer.alloc(3000, 0xee));
+    expect(pool.idle).toBe(0);
+    expect(got.equals(data)).toBe(true);
+    expect(fill.view(0, 3000).length).toBe(0);
   });
 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { configFromEnv, embeddedDefault, loadConfig, parseListen, validateConfig } from '../../src/config/load.js';
+import { resolveConfig } from '../../src/config/resolve.js';
 import { GatewayError } from '../../src/errors.js';
 
 const FULL_YAML = `
@@ -86,10 +87,14 @@ describe('loadConfig from a file', () => {
     expect(c.auth.bearer_token).toBe('s3cret-token');
     expect(c.cache).toEqual({
       max_memory: 64 * 2 ** 20,
-      max_object_size: 64 * 2 ** 20,
+      max_object_size: 0,
       max_disk: 10_000_000_000,
       disk_path: '/var/cache/cachegate',
+      slice_size: 0,
+      max_fill_memory: 0,
     });
+    // Unset, max_object_size is max_disk when there is a disk tier.
+    expect(resolveConfig(c).maxObjectBytes).toBe(10_000_000_000);
     expect(c.stores.media).toMatchObject({
       type: 's3',
       bucket: 'media-bucket',
@@ -140,22 +145,61 @@ describe('loadConfig from a file', () => {
 });
 
 describe('validateConfig', () => {
-  it('defaults max_object_size to max_memory when absent', () => {
+  it('reads stores.<id>.cache with its defaults, and names the path of a bad duration or policy', () => {
+    const plain = validateConfig({ auth: AUTH, stores: FS_STORE });
+    expect(plain.stores.local!.cache).toBeUndefined();
+    const c = validateConfig({
+      auth: AUTH,
+      stores: { local: { type: 'fs', root: './data', cache: { policy: 'revalidate', max_age: '60s', stale_while_revalidate: '10s', stale_if_error: '1h', stale_if_error_on: '5xx, timeout' } } },
+    });
+    expect(c.stores.local!.cache).toEqual({ policy: 'revalidate', max_age: 60_000, stale_while_revalidate: 10_000, stale_if_error: 3_600_000, stale_if_error_on: ['5xx', 'timeout'], negative_ttl: 0 });
+    for (const [field, value] of [
+      ['max_age', 'soon'],
+      ['stale_while_revalidate', '-5s'],
+      ['stale_if_error', 'forever'],
+      ['negative_ttl', '1 fortnight'],
+      ['policy', 'sometimes'],
+      ['stale_if_error_on', ['dns']],
+    ] as const) {
+      expect(() => validateConfig({ auth: AUTH, stores: { local: { type: 'fs', root: './data', cache: { [field]: value } } } }), field).toThrow(
+        new RegExp(`stores\\.local\\.cache\\.${field}`),
+      );
+    }
+  });
+
+  it('defaults max_object_size to max_memory when absent and there is no disk tier', () => {
     const c = validateConfig({ auth: AUTH, cache: { max_memory: '32MiB' }, stores: FS_STORE });
     expect(c.cache.max_memory).toBe(32 * 2 ** 20);
-    expect(c.cache.max_object_size).toBe(32 * 2 ** 20);
+    expect(resolveConfig(c).maxObjectBytes).toBe(32 * 2 ** 20);
+  });
+
+  it('defaults max_object_size to max_disk when there is a disk tier', () => {
+    const c = validateConfig({ auth: AUTH, cache: { max_memory: '32MiB', max_disk: '2GiB', disk_path: '/tmp/x' }, stores: FS_STORE });
+    expect(resolveConfig(c).maxObjectBytes).toBe(2 * 2 ** 30);
   });
 
   it('keeps an explicit max_object_size', () => {
     const c = validateConfig({ auth: AUTH, cache: { max_memory: '32MiB', max_object_size: '1MiB' }, stores: FS_STORE });
-    expect(c.cache.max_object_size).toBe(2 ** 20);
+    expect(resolveConfig(c).maxObjectBytes).toBe(2 ** 20);
+  });
+
+  it('derives slice size and fill budget: 8 MiB slices, a quarter of max_memory but at least two slices', () => {
+    const small = resolveConfig(validateConfig({ auth: AUTH, cache: { max_memory: '32MiB' }, stores: FS_STORE }));
+    expect(small).toMatchObject({ sliceBytes: 8 * 2 ** 20, maxFillBytes: 16 * 2 ** 20 });
+    const big = resolveConfig(validateConfig({ auth: AUTH, cache: { max_memory: '1GiB' }, stores: FS_STORE }));
+    expect(big.maxFillBytes).toBe(256 * 2 ** 20);
+    const set = resolveConfig(
+      validateConfig({ auth: AUTH, cache: { max_memory: '1GiB', slice_size: '1MiB', max_fill_memory: '5MiB' }, stores: FS_STORE }),
+    );
+    expect(set).toMatchObject({ sliceBytes: 2 ** 20, maxFillBytes: 5 * 2 ** 20 });
+    expect(set.memory.maxEntryBytes).toBeLessThan(2 * 2 ** 20);
   });
 
   it('applies defaults for listen, cache, limits and s3 options', () => {
     const c = validateConfig({ auth: AUTH, stores: { media: { type: 's3', bucket: 'b' } } });
     expect(c.listen).toBe('0.0.0.0:8080');
     expect(c.cache.max_memory).toBe(256 * 2 ** 20);
-    expect(c.cache.max_object_size).toBe(256 * 2 ** 20);
+    expect(resolveConfig(c).maxObjectBytes).toBe(256 * 2 ** 20);
     expect(c.cache.max_disk).toBe(0);
     expect(c.stores.media).toMatchObject({ type: 's3', bucket: 'b', region: 'us-east-1', allow_http: false });
     expect(c.auth.bearer_tokens).toEqual([]);
@@ -294,7 +338,7 @@ describe('configFromEnv', () => {
     expect(c.listen).toBe('127.0.0.1:7070');
     expect(c.auth.bearer_token).toBe('env-token');
     expect(c.cache.max_memory).toBe(2 ** 30);
-    expect(c.cache.max_object_size).toBe(2 ** 30);
+    expect(resolveConfig(c).maxObjectBytes).toBe(2 ** 30);
     expect(c.stores.media).toMatchObject({ type: 's3', bucket: 'media-bucket', endpoint: 'localhost:9000' });
     expect(c.stores.media?.type === 's3' && c.stores.media.allow_http).toBe(true);
   });

@@ -11,15 +11,14 @@ import type { CachedMeta } from '../../cache/types.js';
 import type { ObjectService, RangePicker } from '../../core/object-service.js';
 import { GatewayError, RangeNotSatisfiableError } from '../../errors.js';
 import type { Logger } from '../../metrics/log.js';
-import { cacheControlFor } from '../cache-control.js';
 import { evaluatePreconditions, notModifiedHeaders } from '../conditional.js';
-import { contentDisposition, safeContentType } from '../content-disposition.js';
-import { corsHeaders, preflight, type CorsConfig } from '../cors.js';
-import { objectHeaders, X_CG_STATUS } from '../object-headers.js';
+import { corsHeaders, preflight } from '../cors.js';
+import { X_CG_STATUS } from '../object-headers.js';
+import type { ResponseHeaderBuilder, StoreHttpOptions } from '../response-headers.js';
 import { parseObjectPath, rawPathOf, type ObjectPath } from '../object-path.js';
 import type { ResponseNote } from '../access-log.js';
 import { contentRange, ifRangeMatches, parseRange } from '../range.js';
-import { sendBuffer, sendHead, sendStream, setResponseHeader } from '../send.js';
+import { sendBuffer, sendHead, sendLent, sendStream, setResponseHeader } from '../send.js';
 import { putObject } from './put-object.js';
 
 export type ObjectEnv = {
@@ -27,11 +26,7 @@ export type ObjectEnv = {
   Variables: { objectPath: ObjectPath; auth: AuthResult; requestId: string; responseNote: ResponseNote };
 };
 
-/** Per-store HTTP options from the config. */
-export interface StoreHttpOptions {
-  cors?: CorsConfig | undefined;
-  cacheControl?: string | undefined;
-}
+export type { StoreHttpOptions } from '../response-headers.js';
 
 export interface ObjectRouteDeps {
   service: ObjectService;
@@ -39,16 +34,18 @@ export interface ObjectRouteDeps {
   /** `limits.max_upload_size`. */
   maxUploadBytes: number;
   storeOptions: ReadonlyMap<string, StoreHttpOptions>;
+  /** The header builder shared with the hit fast path. */
+  headers: ResponseHeaderBuilder;
 }
 
-const ALLOWED_METHODS = 'GET, HEAD, PUT, OPTIONS';
+const ALLOWED_METHODS = 'GET, HEAD, PUT, DELETE, OPTIONS';
 const PREFETCH_VALUES: Readonly<Record<string, boolean>> = { true: true, '1': true, false: false, '0': false };
 
 /** Refuse methods the object routes do not serve, before auth, with an `Allow` header. */
 export function objectMethodsMiddleware(): MiddlewareHandler<ObjectEnv> {
   return async function allowObjectMethods(c, next) {
     const m = c.req.method;
-    if (m !== 'GET' && m !== 'HEAD' && m !== 'PUT' && m !== 'OPTIONS') {
+    if (m !== 'GET' && m !== 'HEAD' && m !== 'PUT' && m !== 'DELETE' && m !== 'OPTIONS') {
       c.header('allow', ALLOWED_METHODS);
       throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${m} is not allowed here`);
     }
@@ -107,11 +104,18 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
   return async function serveObject(c: Context<ObjectEnv>): Promise<Response> {
     const { bucket, key } = c.get('objectPath');
     if (c.req.method === 'PUT') return putObject(c, deps);
+    if (c.req.method === 'DELETE') {
+      // The object in the store and every cached copy; 204 also when there was none.
+      await service.delete(bucket, key);
+      return c.body(null, 204);
+    }
     if (c.req.method === 'HEAD') return headObject(c, deps);
 
+    // A link's overrides are checked before anything is fetched: a refusal costs no store call.
+    deps.headers.checkOverrides(c.get('auth'));
     let read;
     try {
-      read = await service.read(bucket, key, decideRange(c));
+      read = await service.read(bucket, key, { pick: decideRange(c), startHint: rangeStartHint(c.req.header('range')) });
     } catch (err) {
       if (err instanceof NotModified) {
         c.set('responseNote', { cache: 'hit', bytes: 0 });
@@ -119,18 +123,28 @@ export function createObjectHandler(deps: ObjectRouteDeps) {
       }
       throw err;
     }
-    const headers = responseHeaders(c, deps, read.meta, read.cache);
-    let status: 200 | 206 = 200;
-    let bytes = read.meta.size;
-    if (read.range) {
-      status = 206;
-      bytes = read.range.end - read.range.start + 1;
-      headers['content-range'] = contentRange(read.range.start, read.range.end, read.meta.size);
-      headers['content-length'] = String(bytes);
+    // From here this handler owns the body: it is handed to the response, or destroyed.
+    try {
+      const headers = responseHeaders(c, deps, read.meta, read.cache, read.staleAgeSec);
+      let status: 200 | 206 = 200;
+      let bytes = read.meta.size;
+      if (read.range) {
+        status = 206;
+        bytes = read.range.end - read.range.start + 1;
+        headers['content-range'] = contentRange(read.range.start, read.range.end, read.meta.size);
+        headers['content-length'] = String(bytes);
+      }
+      c.set('responseNote', { cache: read.cache, bytes });
+      if (read.body.kind === 'buffer') {
+        const { buffer, release } = read.body;
+        return release ? sendLent(c, status, headers, buffer, release) : sendBuffer(c, status, headers, buffer);
+      }
+      return sendStream(c, status, headers, read.body.stream, onStreamError);
+    } catch (err) {
+      if (read.body.kind === 'stream') read.body.stream.destroy();
+      else read.body.release?.();
+      throw err;
     }
-    c.set('responseNote', { cache: read.cache, bytes });
-    if (read.body.kind === 'buffer') return sendBuffer(c, status, headers, read.body.buffer);
-    return sendStream(c, status, headers, read.body.stream, onStreamError);
   };
 }
 
@@ -147,6 +161,17 @@ function decideRange(c: Context<ObjectEnv>): RangePicker {
     if (r.kind === 'unsatisfiable') throw new RangeNotSatisfiableError(meta.size);
     return r.kind === 'single' ? { start: r.start, end: r.end } : undefined;
   };
+}
+
+/**
+ * The first byte a Range header asks for, readable before the object's size is known: the first
+ * GET of an unknown object then fetches the slice covering it. Suffix ranges (`bytes=-N`) and
+ * anything unusual give no hint (the object's start).
+ */
+function rangeStartHint(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const m = /^\s*bytes\s*=\s*(\d{1,15})\s*-/i.exec(header);
+  return m ? Number(m[1]) : undefined;
 }
 
 function checkPreconditions(c: Context<ObjectEnv>, meta: CachedMeta): void {
@@ -170,9 +195,9 @@ async function headObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): Promise
   const prefetchParam = c.req.query('prefetch');
   const prefetch = prefetchParam === undefined ? false : PREFETCH_VALUES[prefetchParam.toLowerCase()];
   if (prefetch === undefined) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid query: prefetch must be true, false, 1 or 0');
-  const s = await deps.service.stat(bucket, key);
-  // An object too large to cache is not fetched at all: warming it would only waste a store GET.
-  if (prefetch && s.cache === 'miss' && deps.service.isCacheable(bucket, key, s.meta.size)) deps.service.prefetch(bucket, key);
+  deps.headers.checkOverrides(c.get('auth'));
+  // With prefetch, the core warms the object slice by slice (an object too large to cache is not fetched).
+  const s = await deps.service.stat(bucket, key, { prefetch });
   c.set('responseNote', { cache: s.cache, bytes: 0 });
   try {
     checkPreconditions(c, s.meta);
@@ -180,28 +205,14 @@ async function headObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): Promise
     if (err instanceof NotModified) return sendHead(c, 304, notModifiedHeaders(responseHeaders(c, deps, s.meta, s.cache), [X_CG_STATUS]));
     throw err;
   }
-  return sendHead(c, 200, responseHeaders(c, deps, s.meta, s.cache));
+  return sendHead(c, 200, responseHeaders(c, deps, s.meta, s.cache, s.staleAgeSec));
 }
 
-/**
- * Everything a 200 carries: the object's headers, Accept-Ranges, Cache-Control for this kind of
- * request, and a signed link's response overrides (`rcd`, `rct`; never unsigned query values).
- */
-function responseHeaders(c: Context<ObjectEnv>, deps: ObjectRouteDeps, meta: CachedMeta, cache: 'hit' | 'miss'): Record<string, string> {
-  const headers = objectHeaders(meta, cache);
-  const auth = c.get('auth');
-  const claims = auth.kind === 'link' ? auth.claims : undefined;
-  headers['cache-control'] = cacheControlFor({
-    auth: auth.kind,
-    linkExpiresAtSec: claims?.exp,
-    nowSec: Math.floor(Date.now() / 1000),
-    configured: deps.storeOptions.get(c.get('objectPath').bucket)?.cacheControl,
-  });
-  if (claims?.rcd !== undefined) headers['content-disposition'] = contentDisposition(claims.rcd);
-  if (claims?.rct !== undefined) {
-    const type = safeContentType(claims.rct);
-    if (!type) throw new GatewayError('GW_ERR_BAD_REQUEST', "the link's rct is not a valid media type");
-    headers['content-type'] = type;
-  }
+/** Everything a 200 carries, from the header builder the fast path shares; a copy to add to. */
+function responseHeaders(c: Context<ObjectEnv>, deps: ObjectRouteDeps, meta: CachedMeta, cache: 'hit' | 'miss', staleAgeSec?: number): Record<string, string> {
+  // The route's CORS middleware adds the CORS headers to every answer, errors included.
+  const headers = { ...deps.headers.build(meta, cache, c.get('auth'), c.get('objectPath').bucket, undefined) };
+  // RFC 9111 §5.1: a stale copy served (stale_if_error, stale_while_revalidate) says how old it is.
+  if (staleAgeSec !== undefined) headers.age = String(staleAgeSec);
   return headers;
 }

@@ -5,6 +5,7 @@
 import { Readable } from 'node:stream';
 import type { Context } from 'hono';
 import { GatewayError } from '../../errors.js';
+import { sendContinue } from '../request-gate.js';
 import type { ObjectEnv, ObjectRouteDeps } from './objects.js';
 
 /**
@@ -17,6 +18,13 @@ export async function putObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): P
   const claims = auth.kind === 'link' ? auth.claims : undefined;
   const contentLength = parseContentLength(c.req.header('content-length'));
   const contentType = c.req.header('content-type')?.trim() || undefined;
+  // RFC 9112 §6.3 reads a request with neither Content-Length nor chunked coding as empty, but
+  // S3 answers 411 MissingContentLength, and so does this gateway: a client that left out the
+  // length (an HTTP/1.0 client, `curl -H 'Content-Length:'`) must not wipe an object. An explicit
+  // `Content-Length: 0` is a valid empty PUT. (The request gate lets only `chunked` through.)
+  if (contentLength === undefined && c.req.header('transfer-encoding') === undefined) {
+    throw new GatewayError('GW_ERR_LENGTH_REQUIRED', 'a PUT needs Content-Length or chunked Transfer-Encoding');
+  }
 
   // Link claims (optional; enforced when present) are checked before the body is touched.
   if (claims?.ct !== undefined && contentType?.toLowerCase() !== claims.ct.toLowerCase()) {
@@ -34,6 +42,8 @@ export async function putObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): P
 
   // The Node request itself: never c.req.raw.body (a Web stream) on this path.
   const body = c.env?.incoming ?? (c.req.raw.body ? Readable.fromWeb(c.req.raw.body as never) : Readable.from([]));
+  // Every check passed: a client waiting on `Expect: 100-continue` may send its body now.
+  sendContinue(c.env?.incoming, c.env?.outgoing);
   const result = await deps.service.write(bucket, key, body, { contentType, contentLength, maxBytes });
   if (result.overwrote) deps.log.warn({ bucket, key, bytes: result.meta.size }, 'object overwritten');
   return c.body(null, 200, { etag: result.meta.etag });

@@ -1,0 +1,70 @@
+/**
+ * One interface for every cache tier (after undici's CacheStore): metadata kept apart from the
+ * body, a write that is a stream committing only when it finishes, and a destroyed writer that
+ * leaves nothing behind. The core talks to `CacheTier[]` and never to a tier's own API.
+ *
+ * An entry is a key, the object's metadata and a body: a whole small object (body length equals
+ * `meta.size`), one slice of a large object (see `slices.ts`), or the metadata of a sliced object
+ * alone (an empty body).
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { CachedMeta, TierStats } from './types.js';
+
+/** Bytes `start..end` (inclusive) of an entry's body. */
+export interface BodySpan {
+  start: number;
+  end: number;
+}
+
+/**
+ * A tier's answer: the bytes asked for, as a buffer (memory, small disk reads) or as a stream the
+ * caller owns and must consume or destroy. A stream may fail with `CorruptEntryError`: the tier has
+ * then dropped the entry, and no corrupt byte was pushed.
+ */
+export type TierHit =
+  | {
+      meta: CachedMeta;
+      length: number;
+      buffer: Buffer;
+      stream?: undefined;
+      /**
+       * Set when the buffer is lent (`borrow`): call once its bytes have been written, and do
+       * not use it after. Without it, the buffer is the caller's to keep.
+       */
+      release?: () => void;
+    }
+  | { meta: CachedMeta; length: number; buffer?: undefined; stream: Readable; release?: undefined };
+
+export interface LookupOptions {
+  /** The caller only writes the bytes out and releases them: a tier may lend a reused buffer. */
+  borrow?: boolean;
+}
+
+export interface CacheTier {
+  readonly name: 'memory' | 'disk';
+  /** The entry's body (or `range` of it), marking it recently used. */
+  lookup(key: string, range?: BodySpan, options?: LookupOptions): TierHit | undefined | Promise<TierHit | undefined>;
+  /** The entry's metadata, without reading its body or touching recency. */
+  peek(key: string): CachedMeta | undefined | Promise<CachedMeta | undefined>;
+  /** Whether the tier holds `key` (no recency, no I/O). */
+  has(key: string): boolean;
+  /** Whether an entry with a body of `bodyBytes` could be held at all. */
+  accepts(bodyBytes: number): boolean;
+  /**
+   * A writer for an entry of `bodyBytes` (`undefined` when unknown), or `undefined` when the tier
+   * would not hold it. The entry appears only when the writer finishes with exactly that many
+   * bytes; `meta` is read at that moment, so a writer may learn validators late (a PUT). A
+   * destroyed writer leaves nothing. (A writer that commits after a `delete(key)` of the same key
+   * does commit: the core checks every entry's ETag against the object's before serving it.)
+   */
+  openWrite(key: string, meta: CachedMeta, bodyBytes: number | undefined): Writable | undefined;
+  delete(key: string): void;
+  stats(): TierStats;
+  /** Every entry's accounted size, for invariant checks. */
+  sizes(): Iterable<number>;
+}
+
+/** A disk entry whose checksum failed while it was read: it was dropped; fetch again. */
+export class CorruptEntryError extends Error {
+  readonly code = 'CG_CORRUPT_ENTRY';
+}
