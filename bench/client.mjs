@@ -8,6 +8,10 @@
  *            `concurrency` requests for `path` at once: per-request latency to the last byte
  *   latency  `n` sequential requests to `url`: median latency (the origin's own latency)
  *   put      one PUT of `size` bytes to `url`, streamed with backpressure: MB/s
+ *   seek     `ranges` ([[start, end]…]) of `path` one after another: time to first byte and to
+ *            the last byte of each (a viewer scrubbing a cold video)
+ *   ranged   `concurrency` keep-alive clients asking ranges of `path` round-robin from `ranges`
+ *            for `durationMs`: req/s and latency
  *   put-s3   the same bytes straight to the origin with the AWS SDK's multipart Upload, with
  *            the gateway's part size and queue (the reference for `put`): MB/s
  */
@@ -192,7 +196,63 @@ async function putS3({ endpoint, bucket, key, size, partBytes, queueSize }) {
   }
 }
 
-const modes = { cold, herd, latency, put, 'put-s3': putS3 };
+/** One ranged GET: status, bytes, time to the first body byte and to the last. */
+function getRange(agent, base, path, headers, [start, end]) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    let ttfb;
+    const req = http.request(new URL(path, base), { agent, headers: { ...headers, range: `bytes=${start}-${end}` } }, (res) => {
+      let bytes = 0;
+      res.on('data', (c) => {
+        ttfb ??= performance.now() - t0;
+        bytes += c.length;
+      });
+      res.on('end', () => resolve({ status: res.statusCode, bytes, ttfbMs: ttfb ?? performance.now() - t0, ms: performance.now() - t0, ok: res.statusCode === 206 && bytes === end - start + 1 }));
+      res.on('error', (err) => resolve({ status: 0, error: err.message, bytes, ms: performance.now() - t0, ok: false }));
+    });
+    req.on('error', (err) => resolve({ status: 0, error: err.message, bytes: 0, ms: performance.now() - t0, ok: false }));
+    req.end();
+  });
+}
+
+async function seek({ base, path, headers = {}, ranges }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const results = [];
+  for (const r of ranges) results.push(await getRange(agent, base, path, headers, r));
+  agent.destroy();
+  return {
+    requests: results.length,
+    ok: results.filter((r) => r.ok).length,
+    ttfbMs: latencySummary(results.map((r) => r.ttfbMs)),
+    latencyMs: latencySummary(results.map((r) => r.ms)),
+    statuses: tally(results).statuses,
+  };
+}
+
+async function ranged({ base, path, headers = {}, ranges, concurrency = 16, durationMs = 5000 }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const ms = [];
+  let next = 0;
+  let ok = 0;
+  let bytes = 0;
+  const until = performance.now() + durationMs;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) {
+        const r = await getRange(agent, base, path, headers, ranges[next++ % ranges.length]);
+        ms.push(r.ms);
+        bytes += r.bytes;
+        if (r.ok) ok++;
+      }
+    }),
+  );
+  const elapsedMs = performance.now() - t0;
+  agent.destroy();
+  return { requests: ms.length, ok, errors: ms.length - ok, elapsedMs, rps: ms.length / (elapsedMs / 1000), mbPerSec: bytes / 1e6 / (elapsedMs / 1000), latencyMs: latencySummary(ms) };
+}
+
+const modes = { cold, herd, latency, put, 'put-s3': putS3, seek, ranged };
 const fn = modes[spec.mode];
 if (!fn) {
   console.error(`client: unknown mode ${spec.mode}`);

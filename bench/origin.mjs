@@ -8,7 +8,7 @@
  * Exits on SIGTERM/SIGINT or when its stdin closes (the bench died), removing the temp dir.
  *
  * Control endpoints on the proxy (never forwarded; `__bench` is not a valid bucket name):
- *   GET  /__bench/stats            {"requests": n, "byKey": {"GET /bench/key": n, …}}
+ *   GET  /__bench/stats            {"requests": n, "bytes": n, "byKey": {"GET /bench/key": n, …}}
  *   POST /__bench/reset            zero the counters
  *   POST /__bench/delay?ms=N       delay every forwarded request by N ms (0: none)
  */
@@ -27,6 +27,8 @@ const s3rver = new S3rver({ address: HOST, port: 0, silent: true, directory: dir
 
 let delayMs = 0;
 let requests = 0;
+/** Body bytes the origin sent back (GET answers), for "store bytes" per peer. */
+let bytes = 0;
 let byKey = new Map();
 const upstreamAgent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 
@@ -34,9 +36,10 @@ function control(req, res) {
   const url = new URL(req.url, 'http://x');
   if (url.pathname === '/__bench/stats') {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ requests, byKey: Object.fromEntries(byKey), delayMs }));
+    res.end(JSON.stringify({ requests, bytes, byKey: Object.fromEntries(byKey), delayMs }));
   } else if (url.pathname === '/__bench/reset' && req.method === 'POST') {
     requests = 0;
+    bytes = 0;
     byKey = new Map();
     res.writeHead(204).end();
   } else if (url.pathname === '/__bench/delay' && req.method === 'POST') {
@@ -59,6 +62,7 @@ function startProxy(s3rverPort) {
         { host: HOST, port: s3rverPort, method: req.method, path: req.url, headers: req.headers, agent: upstreamAgent },
         (upRes) => {
           res.writeHead(upRes.statusCode, upRes.rawHeaders);
+          if (req.method === 'GET') upRes.on('data', (c) => (bytes += c.length));
           upRes.pipe(res);
         },
       );

@@ -18,9 +18,12 @@
  *   BENCH_HERD_DELAY_MS=100   origin delay during the herd
  *   BENCH_PUT_SIZE=1GiB       body of the PUT workload (KiB/MiB/GiB)
  *   BENCH_PUT_RUNS=3          PUT repetitions
- *   BENCH_ONLY=hits,disk,cold,herd,put   run only these workloads (results go to bench/results/tmp/)
+ *   BENCH_ONLY=hits,disk,cold,herd,put,large   run only these workloads (results go to bench/results/tmp/;
+ *                             the large-object table in BENCHMARKS.md is updated whenever it runs)
  *   BENCH_GATEWAY_LOG_LEVEL=warn   the gateway's LOG_LEVEL (info adds an access line per request)
- *   BENCH_PROFILE=1           also CPU-profile the gateway under the 4 KiB bearer workload
+ *   BENCH_PROFILE=1           also CPU-profile a fresh gateway under each of: 4 KiB bearer hits,
+ *                             disk-tier hits, cold misses (of the workloads this run has);
+ *                             BENCH_KEEP_PROFILES=<dir> keeps the .cpuprofile files
  *   BENCH_QUIET_WAIT=120      seconds (in all) the bench may wait, before measurements, for other
  *                             processes on the machine to go quiet (0: never wait; quick: 0)
  *   BENCH_WRITE_DOC=1         update BENCHMARKS.md even for a quick or partial run
@@ -29,7 +32,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { setQuietBudget, waitForQuiet, withForeignCheck } from './lib/cpu.mjs';
+import { setQuietBudget, waitForQuiet, withForeignCheck, withServerCpu } from './lib/cpu.mjs';
 import { analyzeProfile } from './lib/profile.mjs';
 import { machineInfo, median, procMemory } from './lib/machine.mjs';
 import { BUCKET, formatSize, GIB, keyPlan, KIB, MIB, objectBytes, sha256 } from './lib/objects.mjs';
@@ -37,6 +40,7 @@ import { DIST_MAIN, ROOT_DIR, startGateway, startNginx, startOrigin, startRaw, s
 import { cleanupAll, cleanupAllSync, makeTempDir, runCommand, sleep, TASKSET, which } from './lib/procs.mjs';
 import { evaluateTargets, printReport, updateBenchmarksMd } from './lib/report.mjs';
 import { runWrk } from './lib/wrk.mjs';
+import { largeObject, largeTable, updateLargeSection } from './lib/large.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 
@@ -67,7 +71,7 @@ function sizeEnv(name, dflt) {
 }
 
 const QUICK = process.env.BENCH_QUICK === '1';
-const WORKLOADS = ['hits', 'disk', 'cold', 'herd', 'put'];
+const WORKLOADS = ['hits', 'disk', 'cold', 'herd', 'put', 'large'];
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 for (const w of only ?? []) if (!WORKLOADS.includes(w) && w !== 'profile') throw new Error(`BENCH_ONLY: unknown workload ${w} (known: ${WORKLOADS.join(', ')})`);
 
@@ -181,6 +185,7 @@ async function quiet() {
 function summarize(runs) {
   const ok = runs.filter((r) => !r.error);
   return {
+    serverCpuUsPerReq: median(ok.map((r) => r.serverCpuUsPerReq).filter((x) => typeof x === 'number')),
     foreignCoresMax: Math.max(0, ...ok.map((r) => r.foreignCores ?? 0)),
     rps: median(ok.map((r) => r.rps)),
     mbPerSec: median(ok.map((r) => r.mbPerSec)),
@@ -358,7 +363,7 @@ async function main() {
           log(`hits ${formatSize(obj.size)} run ${run + 1}/${opts.runs}: ${id}`);
           await quiet();
           try {
-            const r = await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: t.peer.base, path: t.path, headers: t.peer.headers, connections: opts.connections, duration: opts.duration });
+            const r = await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: t.peer.base, path: t.path, headers: t.peer.headers, connections: opts.connections, duration: opts.duration, serverPgid: t.peer.proc?.pid });
             entry.targets[id].push(r);
             log(`  ${Math.round(r.rps)} req/s, ${r.mbPerSec.toFixed(0)} MB/s, p99 ${r.latencyMs.p99.toFixed(2)} ms${r.errors ? `, ${r.errors} ERRORS` : ''}${busyNote(r)}`);
           } catch (err) {
@@ -374,9 +379,13 @@ async function main() {
     }
   }
 
-  // --- profile (optional): the gateway's CPU under the 4 KiB bearer workload
+  // --- profile (optional): the gateway's CPU under 4 KiB hits, disk hits and cold misses
   if (opts.profile || only?.has('profile')) {
-    results.profile = await profileGateway({ bins, root, origin, obj: plan.hot4k });
+    results.profile = await profileGateway({ bins, root, origin, workload: 'hits', obj: plan.hot4k });
+    results.profiles = { hits: results.profile };
+    if (wants('disk')) results.profiles.disk = await profileGateway({ bins, root, origin, workload: 'disk', plan });
+    // Keys of the last measured run's prefix are cold for a fresh gateway.
+    if (wants('cold')) results.profiles.cold = await profileGateway({ bins, root, origin, workload: 'cold', plan });
   }
 
   // --- disk tier
@@ -406,7 +415,12 @@ async function main() {
         await quiet();
         try {
           const paths = Array.from({ length: opts.coldKeys }, (_, i) => objPath(plan.cold.key(run, i)));
-          const r = await client({ mode: 'cold', base: peer.base, paths, headers: peer.headers, concurrency: opts.connections, cacheHeader: peer.cacheHeader, expectedBytes: plan.cold.size });
+          // The server's own CPU per miss (the origin's is not in it, except for the origin itself).
+          const r = await withServerCpu(
+            peer.proc?.pid,
+            () => client({ mode: 'cold', base: peer.base, paths, headers: peer.headers, concurrency: opts.connections, cacheHeader: peer.cacheHeader, expectedBytes: plan.cold.size }),
+            (out) => out.requests,
+          );
           const hits = Object.entries(r.cache ?? {}).reduce((n, [v, c]) => n + (peer.isHit(v) ? c : 0), 0);
           const errors = r.requests - r.ok;
           results.cold.targets[id].push({ ...r, hits, errors });
@@ -430,6 +444,12 @@ async function main() {
     results.put = await putWorkload({ root, origin });
   }
 
+  // --- large object: 1 GiB, random 1 MiB ranges, against nginx slice and Varnish
+  if (wants('large')) {
+    await quiet();
+    results.large = await largeObject({ origin, bins, root, core: SERVER_CORE, client, log, quick: QUICK, runs: opts.runs });
+  }
+
   results.durationSec = Math.round((Date.now() - started) / 1000);
   results.busyElsewhere = busySummary(results);
   results.targets = evaluateTargets(results);
@@ -450,6 +470,11 @@ async function main() {
     console.log('BENCHMARKS.md updated');
   } else {
     console.log('BENCHMARKS.md left alone (quick or partial run; BENCH_WRITE_DOC=1 to update it)');
+  }
+  if (results.large) {
+    // Its own section of BENCHMARKS.md, so a partial run (BENCH_ONLY=large) may write it.
+    updateLargeSection(path.join(ROOT_DIR, 'BENCHMARKS.md'), largeTable(results.large, results.date.slice(0, 10)));
+    console.log(`\n${largeTable(results.large, results.date.slice(0, 10))}\nBENCHMARKS.md: large-object table updated`);
   }
   console.log(`total ${results.durationSec}s`);
   return 0;
@@ -517,7 +542,7 @@ async function diskTier({ bins, root, origin, peers, plan }) {
         log(`disk-tier hits run ${run + 1}/${opts.runs}: ${id}`);
         await quiet();
         try {
-          const r = await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: p.base, headers: p.headers, connections: opts.connections, duration: opts.duration, keys: { prefix: `/${BUCKET}/disk/`, count: opts.diskObjects, suffix: '.bin' } });
+          const r = await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: p.base, headers: p.headers, connections: opts.connections, duration: opts.duration, keys: { prefix: `/${BUCKET}/disk/`, count: opts.diskObjects, suffix: '.bin' }, serverPgid: p.proc?.pid });
           out.targets[id].push(r);
           log(`  ${Math.round(r.rps)} req/s, ${r.mbPerSec.toFixed(0)} MB/s${r.errors ? `, ${r.errors} ERRORS` : ''}${busyNote(r)}`);
         } catch (err) {
@@ -650,29 +675,52 @@ async function putWorkload({ root, origin }) {
   return out;
 }
 
-/** CPU-profile a fresh gateway under the 4 KiB bearer workload and summarize self time. */
-async function profileGateway({ bins, root, origin, obj }) {
-  const dir = path.join(root, 'profile');
+/**
+ * CPU-profile a fresh gateway under one workload and summarize self time, over the measured run
+ * only: `hits` (4 KiB bearer hits, wrk), `disk` (1 MiB disk-tier hits, wrk over the disk keys,
+ * memory a quarter of the working set), `cold` (distinct 4 KiB keys, 64 at a time, the client).
+ */
+async function profileGateway({ bins, root, origin, workload, obj, plan }) {
+  const dir = path.join(root, `profile-${workload}`);
   mkdirSync(dir, { recursive: true });
-  log('profile: gateway with --cpu-prof under 4 KiB bearer hits');
+  log(`profile: gateway with --cpu-prof under ${workload}`);
+  const cache =
+    workload === 'disk' ? { max_memory: opts.diskMemory, max_disk: '2GiB', disk_path: path.join(dir, 'cache') } : { max_memory: '512MiB' };
   const gp = await startGateway({
-    name: 'gateway-prof',
-    label: 'cachegate (profiled)',
+    name: `gateway-prof-${workload}`,
+    label: `cachegate (profiled, ${workload})`,
     dir,
     core: SERVER_CORE,
     originPort: origin.port, logLevel: opts.gatewayLogLevel,
-    cache: { max_memory: '512MiB' },
+    cache,
     nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir],
   });
   let r;
   let tLoad;
   let tLoadEnd;
   try {
-    await warm(gp, objPath(obj.key), { sha: sha256(objectBytes(obj.key, obj.size)) });
-    await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: gp.base, path: objPath(obj.key), headers: gp.headers, connections: opts.connections, duration: opts.warmup });
-    tLoad = performance.now();
-    r = await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: gp.base, path: objPath(obj.key), headers: gp.headers, connections: opts.connections, duration: opts.duration });
-    tLoadEnd = performance.now();
+    if (workload === 'hits') {
+      await warm(gp, objPath(obj.key), { sha: sha256(objectBytes(obj.key, obj.size)) });
+      await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: gp.base, path: objPath(obj.key), headers: gp.headers, connections: opts.connections, duration: opts.warmup });
+      tLoad = performance.now();
+      r = await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: gp.base, path: objPath(obj.key), headers: gp.headers, connections: opts.connections, duration: opts.duration });
+      tLoadEnd = performance.now();
+    } else if (workload === 'disk') {
+      const keys = Array.from({ length: opts.diskObjects }, (_, i) => plan.disk.key(i));
+      for (let pass = 0; pass < 2; pass++) for (const k of keys) await fetchObject(gp, objPath(k));
+      const wrkKeys = { prefix: `/${BUCKET}/disk/`, count: opts.diskObjects, suffix: '.bin' };
+      await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: gp.base, headers: gp.headers, connections: opts.connections, duration: opts.warmup, keys: wrkKeys });
+      tLoad = performance.now();
+      r = await runWrk({ bin: bins.wrk, core: LOAD_CORE, base: gp.base, headers: gp.headers, connections: opts.connections, duration: opts.duration, keys: wrkKeys });
+      tLoadEnd = performance.now();
+    } else {
+      const warmPaths = Array.from({ length: plan.cold.warmCount }, (_, i) => objPath(plan.cold.warmKey(i)));
+      await client({ mode: 'cold', base: gp.base, paths: warmPaths, headers: gp.headers, concurrency: opts.connections });
+      const paths = Array.from({ length: opts.coldKeys }, (_, i) => objPath(plan.cold.key(opts.runs - 1, i)));
+      tLoad = performance.now();
+      r = await client({ mode: 'cold', base: gp.base, paths, headers: gp.headers, concurrency: opts.connections, cacheHeader: gp.cacheHeader, expectedBytes: plan.cold.size });
+      tLoadEnd = performance.now();
+    }
   } finally {
     await gp.proc.stop();
   }
@@ -680,10 +728,15 @@ async function profileGateway({ bins, root, origin, obj }) {
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) return { error: 'no .cpuprofile written' };
   const profile = JSON.parse(readFileSync(path.join(dir, file), 'utf8'));
-  // Only the measured run: not startup, not the warm-up, not shutdown (wrk's own start-up trimmed).
+  if (process.env.BENCH_KEEP_PROFILES) {
+    mkdirSync(process.env.BENCH_KEEP_PROFILES, { recursive: true });
+    writeFileSync(path.join(process.env.BENCH_KEEP_PROFILES, `${workload}.cpuprofile`), JSON.stringify(profile));
+  }
+  // Only the measured run: not startup, not the warm-up, not shutdown (the load's own start-up trimmed).
   const summary = analyzeProfile(profile, { rootDir: ROOT_DIR, top: 25, window: { fromEndUs: (tExit - tLoad - 300) * 1000, toEndUs: (tExit - tLoadEnd + 100) * 1000 } });
-  log(`  ${Math.round(r.rps)} req/s under the profiler; top self time: ${summary.functions.slice(0, 5).map((f) => `${f.name} ${f.pct.toFixed(1)}%`).join(', ')}`);
-  return { rpsUnderProfiler: r.rps, ...summary };
+  log(`  ${Math.round(r.rps)} req/s under the profiler; top self time: ${summary.functions.slice(0, 6).map((f) => `${f.name} ${f.pct.toFixed(1)}%`).join(', ')}`);
+  log(`  by area: ${summary.areas.slice(0, 6).map((a) => `${a.area} ${a.pct.toFixed(1)}%`).join(', ')}`);
+  return { workload, rpsUnderProfiler: r.rps, ...summary };
 }
 
 main().then(

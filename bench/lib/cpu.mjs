@@ -14,20 +14,49 @@ function snapshot() {
   // is mostly processed in softirq, which is charged to no process, and here it is our traffic.
   const busy = f[0] + f[1] + f[2];
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  const groups = ownProcessGroups();
-  let ours = 0;
+  return { busy, steal: f[7], total, ours: ticksOf(ownProcessGroups(), process.pid) };
+}
+
+/** CPU ticks (user + system) used so far by the processes in `groups`, and by `pid` itself. */
+function ticksOf(groups, pid) {
+  let ticks = 0;
   for (const d of readdirSync('/proc')) {
     if (d.charCodeAt(0) > 57) continue; // not a pid
     try {
       const s = readFileSync(`/proc/${d}/stat`, 'utf8');
       // Fields after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
       const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      if (groups.has(Number(rest[2])) || Number(d) === process.pid) ours += Number(rest[11]) + Number(rest[12]);
+      if (groups.has(Number(rest[2])) || Number(d) === pid) ticks += Number(rest[11]) + Number(rest[12]);
     } catch {
       // gone meanwhile
     }
   }
-  return { busy, steal: f[7], total, ours };
+  return ticks;
+}
+
+/**
+ * CPU time (user + system, in ms) used so far by every process in process group `pgid` (a peer:
+ * the gateway, nginx's master and worker, varnishd and its children). What a server spends per
+ * request does not depend on how much of the CPU other processes took, so it stays meaningful
+ * on a busy machine where req/s does not.
+ */
+export function groupCpuMs(pgid) {
+  if (!pgid) return undefined;
+  try {
+    return ticksOf(new Set([pgid])) * 10; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined; // no /proc
+  }
+}
+
+/** Run `fn` and report the server group's CPU per request: µs, or undefined without /proc. */
+export async function withServerCpu(pgid, fn, requestsOf) {
+  const a = groupCpuMs(pgid);
+  const result = await fn();
+  const b = groupCpuMs(pgid);
+  const n = requestsOf(result);
+  if (a === undefined || b === undefined || !n) return result;
+  return { ...result, serverCpuUsPerReq: ((b - a) * 1000) / n };
 }
 
 /**

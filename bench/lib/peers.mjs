@@ -108,8 +108,12 @@ export async function startGateway({ name, label, dir, core, originPort, cache, 
   };
 }
 
-/** nginx with proxy_cache in front of the origin: 1 worker, proxy_cache_lock on. */
-export async function startNginx({ bin, dir, core, originPort }) {
+/**
+ * nginx with proxy_cache in front of the origin: 1 worker, proxy_cache_lock on. With `slice`
+ * (e.g. '8m'), the slice module caches fixed-size ranges, each its own entry (nginx's answer to
+ * large objects): the cache key and the upstream Range carry $slice_range.
+ */
+export async function startNginx({ bin, dir, core, originPort, slice }) {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const conf = path.join(dir, 'nginx.conf');
@@ -144,8 +148,15 @@ http {
       # s3rver takes a non-IP Host as a virtual-hosted bucket name.
       proxy_set_header Host ${HOST}:${originPort};
       proxy_cache bench;
-      proxy_cache_key $uri;
-      proxy_cache_valid 200 1h;
+${
+  slice
+    ? `      slice ${slice};
+      proxy_cache_key $uri$slice_range;
+      proxy_set_header Range $slice_range;
+      proxy_cache_valid 200 206 1h;`
+    : `      proxy_cache_key $uri;
+      proxy_cache_valid 200 1h;`
+}
       proxy_cache_lock on;
       proxy_cache_lock_timeout 30s;
       proxy_cache_lock_age 30s;
@@ -165,7 +176,7 @@ http {
   });
   return {
     name: 'nginx',
-    label: 'nginx proxy_cache',
+    label: slice ? `nginx slice ${slice} + proxy_cache` : 'nginx proxy_cache',
     base: `http://${HOST}:${port}`,
     headers: {},
     cacheHeader: 'x-cache-status',
