@@ -8,6 +8,10 @@
  * what they take, synchronously, after checking `released`).
  * Readers get copies of the filled part (a view could outlive a lent buffer); each is paced by its
  * own consumer, so a slow client never holds back the fill or the other readers.
+ *
+ * A buffer may fill from an offset (`from`, a seek into the slice): bytes `from..size-1` arrive
+ * first, then `0..from-1`. Byte `p` is filled when it lies in either filled run, and a read
+ * takes the contiguous filled bytes from where it stands (`available`).
  */
 import { Readable } from 'node:stream';
 import type { Loan } from '../cache/buffer-pool.js';
@@ -22,16 +26,36 @@ export class FillBuffer {
   readonly #wakers = new Set<() => void>();
 
   #loan: Loan | undefined;
+  /** Where the fill starts: `from..size-1` first, then `0..from-1`. */
+  readonly from: number;
 
-  /** A buffer of `size` bytes, of its own or out of `loan` (at least `size` bytes long). */
-  constructor(size: number, loan?: Loan) {
+  /** A buffer of `size` bytes, of its own or out of `loan` (at least `size` bytes long), filled from `from`. */
+  constructor(size: number, loan?: Loan, from = 0) {
+    if (!(from >= 0 && (from < size || from === 0))) throw new RangeError(`fill start ${from} outside 0..${size - 1}`);
     this.size = size;
+    this.from = from;
     this.#loan = loan;
     this.#buf = loan ? loan.buffer.subarray(0, size) : Buffer.allocUnsafeSlow(size);
   }
 
+  /** How many bytes arrived so far (in fill order, not a position). */
   get filled(): number {
     return this.#filled;
+  }
+
+  /** How many filled bytes follow `pos` without a gap (0: byte `pos` has not arrived). */
+  available(pos: number): number {
+    const tail = this.size - this.from;
+    if (pos >= this.from) return Math.max(0, Math.min(this.#filled, tail) - (pos - this.from));
+    return Math.max(0, Math.min(this.#filled - tail, this.from) - pos);
+  }
+
+  /** Whether every byte of `start..end` (inclusive) has arrived. */
+  covers(start: number, end: number): boolean {
+    if (end < start) return true;
+    // A run across `from` needs the part before it, which arrives last: the whole buffer.
+    if (start < this.from && end >= this.from) return this.#filled === this.size;
+    return this.available(start) > end - start;
   }
 
   get done(): boolean {
@@ -49,7 +73,10 @@ export class FillBuffer {
     if (this.#filled + chunk.length > this.size) {
       throw new Error(`store sent more than the announced ${this.size} bytes`);
     }
-    chunk.copy(this.#buf, this.#filled);
+    const at = (this.from + this.#filled) % Math.max(1, this.size);
+    const first = Math.min(chunk.length, this.size - at);
+    chunk.copy(this.#buf, at, 0, first);
+    if (first < chunk.length) chunk.copy(this.#buf, 0, first);
     this.#filled += chunk.length;
     this.#wake();
   }
@@ -91,17 +118,23 @@ export class FillBuffer {
     this.#wake();
   }
 
-  /** The first up to `n` bytes filled so far (for sniffing a content type). */
+  /** The first up to `n` bytes of the buffer filled so far (for sniffing a content type). */
   head(n: number): Buffer {
-    return this.#buf.subarray(0, Math.min(n, this.#filled));
+    return this.#buf.subarray(0, Math.min(n, this.available(0)));
   }
 
-  /** Resolves once byte `pos` is filled, or the fill ended or failed (check `filled`/`error`). */
+  /** Resolves once byte `pos` is filled, or the fill ended or failed (check `available`/`error`). */
   waitFor(pos: number): Promise<void> {
-    if (pos < this.#filled || this.#done || this.#error || this.#released) return Promise.resolve();
+    return this.waitForRange(pos, pos);
+  }
+
+  /** Resolves once every byte of `start..end` is filled, or the fill ended or failed. */
+  waitForRange(start: number, end: number): Promise<void> {
+    const ready = () => this.covers(start, end) || this.#done || this.#error !== undefined || this.#released;
+    if (ready()) return Promise.resolve();
     return new Promise((resolve) => {
       const check = () => {
-        if (pos < this.#filled || this.#done || this.#error || this.#released) resolve();
+        if (ready()) resolve();
         else this.onProgress(check);
       };
       this.onProgress(check);
@@ -113,9 +146,9 @@ export class FillBuffer {
     return new FillReader(this, start, end);
   }
 
-  /** @internal used by FillReader */
-  view(from: number, toExclusive: number): Buffer {
-    return this.#buf.subarray(from, Math.min(toExclusive, this.#filled));
+  /** The filled bytes from `start`, up to `toExclusive` (a view: copy it out of a lent buffer). */
+  view(start: number, toExclusive: number): Buffer {
+    return this.#buf.subarray(start, Math.min(toExclusive, start + this.available(start)));
   }
 
   /** @internal */
@@ -161,7 +194,7 @@ class FillReader extends Readable {
       this.push(null);
       return;
     }
-    if (this.#pos < fill.filled) {
+    if (fill.available(this.#pos) > 0) {
       const chunk = Buffer.from(fill.view(this.#pos, this.#endExclusive));
       this.#pos += chunk.length;
       this.push(chunk);

@@ -11,7 +11,14 @@
  * and also compares the ETag the answer carries (a store may ignore the condition). A change
  * fails the fill with a StoreError of kind `changed`. The first fill of an unknown object asks
  * without a condition and learns the object's size from the ranged answer.
+ *
+ * A seek deep into a slice (a reader starting `SEEK_FIRST_MIN_BYTES` or more past the slice's
+ * start, the object known) fetches the slice in two ranged GETs, from the reader's byte to the
+ * slice's end and then the part before it: the reader's first byte waits for one store answer,
+ * not for the store to send the megabytes before it. Both GETs ask for the same ETag; the slice
+ * is committed whole, as any other.
  */
+import type { Readable } from 'node:stream';
 import { StoreError } from '../errors.js';
 import type { Loan } from '../cache/buffer-pool.js';
 import type { CachedMeta } from '../cache/types.js';
@@ -52,12 +59,21 @@ export interface FillsOptions {
   budgetWaitMs: number;
   /** The first answer of an unknown object told its metadata (cache it, decide slicing). */
   learned(ck: string, meta: CachedMeta): void;
+  /** A fill found the object changed in the store: drop what is cached of version `etag`. */
+  changed?(ck: string, etag: string): void;
   /** Hand a finished slice to the tiers; resolves when they have it (true) or all refused it. */
   commit(ck: string, index: number, meta: CachedMeta, body: Buffer): Promise<boolean>;
   /** A reused buffer for `length` bytes of an object of `objectSize`, when its tiers let go of it once committed. */
   lend?(objectSize: number, length: number): Loan | undefined;
   onEvent?: CoreEventListener | undefined;
 }
+
+/**
+ * A reader starting this far or further into a slice gets its bytes first (two GETs instead of
+ * one). Below it, the bytes before the reader's take about as long to arrive as a second store
+ * request takes to answer.
+ */
+export const SEEK_FIRST_MIN_BYTES = 1024 * 1024;
 
 /** How a fill may wait for budget: a reader's fill waits a little, read-ahead never. */
 export type BudgetMode = 'wait' | 'try';
@@ -87,8 +103,9 @@ export class Fills {
 
   /**
    * Join slice `i`'s fill, or start it once the budget has room. `expected` is the object's
-   * metadata when known (the GET is then conditional on its ETag). `undefined` when the budget
-   * had no room: the caller serves the bytes uncached.
+   * metadata when known (the GET is then conditional on its ETag). `from` is where in the slice
+   * the reader starting it reads first. `undefined` when the budget had no room: the caller
+   * serves the bytes uncached.
    */
   async join(
     store: ObjectStore,
@@ -98,6 +115,7 @@ export class Fills {
     expected: CachedMeta | undefined,
     mode: BudgetMode,
     cached?: () => boolean,
+    from = 0,
   ): Promise<SliceFill | 'cached' | undefined> {
     const existing = this.get(ck, i);
     if (existing) {
@@ -115,7 +133,7 @@ export class Fills {
       budget.release(reserveBytes);
       return raced ?? 'cached';
     }
-    return this.#start(store, key, ck, i, expected, reserveBytes);
+    return this.#start(store, key, ck, i, expected, reserveBytes, from);
   }
 
   /** Forget every fill of `ck`: they finish, but never commit their bytes. */
@@ -136,7 +154,7 @@ export class Fills {
     if (m.size === 0) this.#byObject.delete(ck);
   }
 
-  #start(store: ObjectStore, key: string, ck: string, i: number, expected: CachedMeta | undefined, reserved: number): SliceFill {
+  #start(store: ObjectStore, key: string, ck: string, i: number, expected: CachedMeta | undefined, reserved: number, from: number): SliceFill {
     let settle!: () => void;
     const fill: SliceFill = {
       index: i,
@@ -158,13 +176,16 @@ export class Fills {
       this.#remove(ck, i, fill);
       settle();
     };
-    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, end);
+    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, end, from);
     // A failure before the first byte settles every waiter through `ready`.
     fill.ready.then(
       (r) => {
         if (r.kind !== 'data') end();
       },
-      () => end(),
+      (err: unknown) => {
+        if (expected && err instanceof StoreError && err.kind === 'changed') this.#o.changed?.(ck, expected.etag);
+        end();
+      },
     );
     let m = this.#byObject.get(ck);
     if (!m) this.#byObject.set(ck, (m = new Map()));
@@ -181,13 +202,16 @@ export class Fills {
     fill: SliceFill,
     release: (bytes: number) => void,
     end: () => void,
+    from: number,
   ): Promise<FillReady> {
     const S = this.#o.sliceBytes;
     const asked: ByteRange = expected ? sliceSpan(i, expected.size, S) : { start: i * S, end: (i + 1) * S - 1 };
+    // Where the fill starts in the slice: the reader's byte, for a seek deep into a known slice.
+    const seek = expected && from >= SEEK_FIRST_MIN_BYTES && asked.start + from <= asked.end ? from : 0;
     let res: GetResult | undefined;
     try {
       res = await this.#o.calls.timed(store, 'get', (signal) =>
-        store.get(key, { signal, range: asked, ...(expected ? { ifMatch: expected.etag } : {}) }),
+        store.get(key, { signal, range: { start: asked.start + seek, end: asked.end }, ...(expected ? { ifMatch: expected.etag } : {}) }),
       );
     } catch (err) {
       if (err instanceof StoreError && err.kind === 'precondition_failed') throw objectChanged(store, key);
@@ -198,23 +222,24 @@ export class Fills {
       if (expected) throw objectChanged(store, key);
       return { kind: 'absent' };
     }
-    const body = res.body;
     if (expected && res.meta.etag !== undefined && res.meta.etag !== expected.etag) {
-      body.destroy();
+      res.body.destroy();
       throw objectChanged(store, key);
     }
     const size = expected?.size ?? res.meta.size;
     const span: ByteRange = { start: asked.start, end: Math.min(asked.end, size - 1) };
     if (span.end < span.start) {
-      body.destroy();
+      res.body.destroy();
       return { kind: 'unsatisfiable' };
     }
     const length = span.end - span.start + 1;
     release(S - length > 0 && !expected ? S - length : 0);
-    const fb = new FillBuffer(length, this.#o.lend?.(size, length));
+    const fb = new FillBuffer(length, this.#o.lend?.(size, length), seek);
     const started = performance.now();
     const sniff = !expected && i === 0 && sniffsType(key, res.meta.contentType, size, S);
     const storeMeta = res.meta;
+    let body = res.body;
+    res = undefined;
     return new Promise<FillReady>((resolve, reject) => {
       let meta: CachedMeta | undefined = expected;
       let published = false;
@@ -228,12 +253,14 @@ export class Fills {
         resolve({ kind: 'data', meta, span, buffer: fb });
       };
       let completed = false;
-      const idle = new IdleTimer(this.#o.calls.idleTimeoutMs, () =>
-        body.destroy(new StoreError(store.id, 'get', new Error(`body stalled for ${this.#o.calls.idleTimeoutMs} ms`), 'timeout')),
-      );
+      const stalled = () => body.destroy(new StoreError(store.id, 'get', new Error(`body stalled for ${this.#o.calls.idleTimeoutMs} ms`), 'timeout'));
+      let idle = new IdleTimer(this.#o.calls.idleTimeoutMs, stalled);
       const fail = (err: unknown) => {
         idle.stop();
         const error = err instanceof StoreError ? err : new StoreError(store.id, 'get', err);
+        // Once published, no `ready` rejection reports it (see #start), and no reader may be
+        // there to see it (the part before a seek often has none).
+        if (published && error.kind === 'changed' && expected) this.#o.changed?.(ck, expected.etag);
         fb.fail(error);
         this.#o.calls.bodyFailed(store, 'get', error, started);
         this.#o.onEvent?.({ type: 'store-bytes', storeId: store.id, bytes: fb.filled });
@@ -271,28 +298,75 @@ export class Fills {
           () => end(),
         );
       };
-      body.on('data', (chunk: Buffer) => {
-        if (completed) return;
-        idle.touch();
-        try {
-          fb.append(chunk);
-        } catch (err) {
-          body.destroy(err as Error);
+      // The fill count at which the current body has sent all it should: after the seek's GET,
+      // the part before the seek follows in a second one.
+      let bodyEnd = length - seek;
+      const next = () => {
+        if (fb.filled !== bodyEnd) {
+          fail(new Error(`store body ended after ${fb.filled} of ${length} bytes`));
           return;
         }
-        if (!published && (!sniff || fb.filled >= Math.min(SNIFF_BYTES, length))) publish();
-        if (fb.filled === length) complete();
-      });
-      body.on('error', (err) => {
-        if (!completed) fail(err);
-      });
-      body.on('end', () => {
-        if (!completed) complete();
-      });
-      body.on('close', () => {
-        // Destroyed without an error and without its end: a cut body.
-        if (!completed && !fb.error) fail(new Error(`store body closed after ${fb.filled} of ${length} bytes`));
-      });
+        if (bodyEnd === length) {
+          complete();
+          return;
+        }
+        bodyEnd = length;
+        idle.stop();
+        this.#o.calls
+          .timed(store, 'get', (signal) => store.get(key, { signal, range: { start: span.start, end: span.start + seek - 1 }, ifMatch: expected!.etag }))
+          .then(
+            (r) => {
+              if (fb.error) {
+                r?.body.destroy();
+                return;
+              }
+              if (!r || (r.meta.etag !== undefined && r.meta.etag !== expected!.etag)) {
+                r?.body.destroy();
+                fail(objectChanged(store, key));
+                return;
+              }
+              body = r.body;
+              idle = new IdleTimer(this.#o.calls.idleTimeoutMs, stalled);
+              attach(body);
+            },
+            (err) => fail(err instanceof StoreError && err.kind === 'precondition_failed' ? objectChanged(store, key) : err),
+          );
+      };
+      const attach = (b: Readable) => {
+        let over = false;
+        b.on('data', (chunk: Buffer) => {
+          if (completed || over) return;
+          idle.touch();
+          if (fb.filled + chunk.length > bodyEnd) {
+            b.destroy(new Error(`store sent more than the announced ${length} bytes`));
+            return;
+          }
+          try {
+            fb.append(chunk);
+          } catch (err) {
+            b.destroy(err as Error);
+            return;
+          }
+          if (!published && (!sniff || fb.filled >= Math.min(SNIFF_BYTES, length))) publish();
+          if (fb.filled === bodyEnd) {
+            over = true;
+            next();
+          }
+        });
+        b.on('error', (err) => {
+          if (!completed && !over) fail(err);
+        });
+        b.on('end', () => {
+          if (completed || over) return;
+          over = true;
+          next();
+        });
+        b.on('close', () => {
+          // Destroyed without an error and without its end: a cut body.
+          if (!completed && !over && !fb.error) fail(new Error(`store body closed after ${fb.filled} of ${length} bytes`));
+        });
+      };
+      attach(body);
     });
   }
 }

@@ -187,6 +187,7 @@ export class ObjectService {
       // reader waits as long as it would wait for the store itself, then goes uncached.
       budgetWaitMs: options.storeTimeoutMs,
       learned: (ck, meta) => this.#learned(ck, meta),
+      changed: (ck, etag) => void this.#dropVersion(ck, etag),
       commit: (ck, i, meta, body) => this.#commitSlice(ck, i, meta, body),
       lend: (size, length) => (this.#placement.reusesFillBuffer(size) ? this.#sliceBuffers.lend(length) : undefined),
       onEvent: options.onEvent,
@@ -676,7 +677,7 @@ export class ObjectService {
       sliceBytes: this.#S,
       cacheable,
       fill: (i) => this.#fills.get(ck, i),
-      join: (i, mode) => this.#fills.join(store, key, ck, i, meta, mode, () => this.#inTiers(ck, meta, i)),
+      join: (i, mode, from) => this.#fills.join(store, key, ck, i, meta, mode, () => this.#inTiers(ck, meta, i), from),
       lookup: (i, span) => this.#lookupSlice(ck, meta, i, span),
       inTiers: (i) => this.#inTiers(ck, meta, i),
       direct: (start, end) => this.#calls.direct(store, key, { start, end }, meta.etag),

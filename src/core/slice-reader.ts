@@ -39,8 +39,11 @@ export interface SliceSource {
   /** Whether slices of this object are cached (false: everything past a fill in flight comes uncached). */
   cacheable: boolean;
   fill(i: number): SliceFill | undefined;
-  /** Slice `i`'s fill; `cached` when it landed in a tier meanwhile; `undefined` without budget room. */
-  join(i: number, mode: BudgetMode): Promise<SliceFill | 'cached' | undefined>;
+  /**
+   * Slice `i`'s fill, started for a reader at byte `from` of the slice when none runs; `cached`
+   * when it landed in a tier meanwhile; `undefined` without budget room.
+   */
+  join(i: number, mode: BudgetMode, from?: number): Promise<SliceFill | 'cached' | undefined>;
   /** Slice `i`'s bytes from a tier (checked against the object's ETag). */
   lookup(i: number, span: BodySpan): Promise<TierHit | undefined>;
   inTiers(i: number): boolean;
@@ -140,7 +143,7 @@ export async function* readSlices(src: SliceSource, start: number, end: number, 
 
       // 3. Start (or join) the slice's fill; without budget room, the store directly.
       if (src.cacheable) {
-        const started = await src.join(i, 'wait');
+        const started = await src.join(i, 'wait', pos - span.start);
         if (started === 'cached') continue;
         if (started) {
           held = started;
@@ -186,10 +189,11 @@ async function copyFromFill(src: SliceSource, fill: SliceFill, from: number, to:
   const fb = ready.buffer;
   const spanStart = ready.span.start - fill.index * src.sliceBytes;
   const rel = from - spanStart;
-  await fb.waitFor(whole ? rel + (to - from) : rel);
+  await (whole ? fb.waitForRange(rel, rel + (to - from)) : fb.waitFor(rel));
   if (fb.error) throw fb.error;
-  if (fb.released || rel >= fb.filled) return undefined;
-  const n = Math.min(to - from + 1, fb.filled - rel, COPY_CHUNK_BYTES);
+  const available = fb.released ? 0 : fb.available(rel);
+  if (available === 0) return undefined;
+  const n = Math.min(to - from + 1, available, COPY_CHUNK_BYTES);
   // All of a finished buffer of the fill's own (a small object's): it never changes again and a
   // view pins no more than a copy would, so readers share it, as hits share a memory entry (a
   // herd of 100 readers of a 64 KiB object spent 26 ms copying it, in fresh pages).

@@ -270,3 +270,69 @@ describe('FillBuffer with a lent buffer', () => {
     expect(fill.view(0, 3000).length).toBe(0);
   });
 });
+
+describe('FillBuffer filled from a seek', () => {
+  it('puts the bytes from the seek first, then the part before it, and finishes as the same buffer', () => {
+    const data = randomBytes(10_000);
+    const from = 6_000;
+    const fill = new FillBuffer(data.length, undefined, from);
+    // Fill order: from..end (chunks that do not line up with the end), then 0..from-1.
+    const order = Buffer.concat([data.subarray(from), data.subarray(0, from)]);
+    const chunks = chunksOf(order, [999, 1, 2500]);
+    let fed = 0;
+    for (const chunk of chunks) {
+      fill.append(chunk);
+      fed += chunk.length;
+      const tail = Math.min(fed, data.length - from);
+      const head = Math.max(0, fed - (data.length - from));
+      expect(fill.available(from)).toBe(tail);
+      expect(fill.available(0)).toBe(head);
+      expect(fill.available(from - 1)).toBe(head === from ? 1 : 0);
+      expect(fill.covers(from, from + tail - 1)).toBe(true);
+      expect(fill.covers(from - 1, from)).toBe(fed === data.length);
+      if (tail > 0) expect(fill.view(from, data.length).equals(data.subarray(from, from + tail))).toBe(true);
+      if (head > 0) expect(fill.view(0, data.length).equals(data.subarray(0, head))).toBe(true);
+    }
+    expect(fill.finish().equals(data)).toBe(true);
+  });
+
+  it('copes with a chunk that runs across the end of the buffer', () => {
+    const data = randomBytes(1000);
+    const fill = new FillBuffer(data.length, undefined, 900);
+    fill.append(Buffer.concat([data.subarray(900), data.subarray(0, 50)]));
+    expect(fill.available(900)).toBe(100);
+    expect(fill.available(0)).toBe(50);
+    fill.append(data.subarray(50, 900));
+    expect(fill.finish().equals(data)).toBe(true);
+  });
+
+  it('wakes a reader of bytes after the seek at once, and one of bytes before it only when they arrive', async () => {
+    const data = randomBytes(8192);
+    const from = 4096;
+    const fill = new FillBuffer(data.length, undefined, from);
+    let after = false;
+    let before = false;
+    let across = false;
+    void fill.waitFor(from + 10).then(() => (after = true));
+    void fill.waitFor(10).then(() => (before = true));
+    void fill.waitForRange(from - 10, from + 10).then(() => (across = true));
+    fill.append(data.subarray(from, from + 100));
+    await tick();
+    expect([after, before, across]).toEqual([true, false, false]);
+    fill.append(data.subarray(from + 100));
+    fill.append(data.subarray(0, 20));
+    await tick();
+    expect([before, across]).toEqual([true, false]);
+    fill.append(data.subarray(20, from));
+    await tick();
+    expect(across).toBe(true);
+    // A reader over the whole buffer reads it in order, whatever order it filled in.
+    expect((await collect(fill.createReader())).equals(data)).toBe(true);
+  });
+
+  it('refuses a seek outside the buffer', () => {
+    expect(() => new FillBuffer(100, undefined, 100)).toThrow(RangeError);
+    expect(() => new FillBuffer(100, undefined, -1)).toThrow(RangeError);
+    expect(() => new FillBuffer(0, undefined, 0)).not.toThrow();
+  });
+});
