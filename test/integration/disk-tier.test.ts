@@ -146,11 +146,30 @@ describe('disk tier', () => {
       await flipByte(file, offsets[i % offsets.length]!);
     }
     const counting = countingStore(createFsStore('media', { root }));
+    const asked = new Map<string, { start: number; end: number }[]>();
+    counting.tap = (key, opts, real) => {
+      const size = objects.get(key)!.length;
+      asked.set(key, [...(asked.get(key) ?? []), opts.range ? { ...opts.range } : { start: 0, end: size - 1 }]);
+      return real();
+    };
     const gw = await startGateway(config(), [counting]);
     try {
       await gw.gateway.disk!.scanned();
       await fetchAll(gw);
-      expect(gets(counting.calls)).toBe(sliceCount()); // every corrupted slice was refetched, once
+      // Every corrupted slice was refetched, each byte once: in one GET, or in two when the read
+      // found the bad block deep into the slice (the fill then starts where the reader is).
+      expect(gets(counting.calls)).toBeGreaterThanOrEqual(sliceCount());
+      expect(gets(counting.calls)).toBeLessThanOrEqual(2 * sliceCount());
+      for (const [key, body] of objects) {
+        const ranges = [...(asked.get(key) ?? [])].sort((a, b) => a.start - b.start);
+        let next = 0;
+        for (const r of ranges) {
+          expect(r.start, `${key}: bytes from ${r.start} asked twice or skipped`).toBe(next);
+          next = Math.min(r.end, body.length - 1) + 1;
+        }
+        expect(next, `${key}: refetched up to ${next} of ${body.length}`).toBe(body.length);
+      }
+      counting.tap = undefined;
       await gw.gateway.disk!.flushed();
       // Truncate a rewritten entry: also never served.
       const [victim] = await cacheFiles(diskPath);
