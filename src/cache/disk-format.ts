@@ -15,7 +15,7 @@
  * never served and a large entry needs no verification pass before its first byte.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import type { CachedMeta } from './types.js';
 
 export const FORMAT_MAGIC = Buffer.from('CGS2', 'latin1');

@@ -16,7 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { LRUCache } from 'lru-cache';
 import { BLOCK_BYTES, BlockChecksums, encodeTrailer, FORMAT_MARKER, readTrailer, type Trailer } from './disk-format.js';
 import { BufferPool } from './buffer-pool.js';
