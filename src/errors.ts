@@ -103,10 +103,23 @@ function classifyCause(cause: unknown): string {
     if (c.code === 'ECONNREFUSED' || c.code === 'ECONNRESET' || c.code === 'EPIPE' || c.code === 'UND_ERR_SOCKET' || c.code === 'ENOTFOUND') return 'network';
     if (c.name === 'AccessDenied' || c.code === 'EACCES' || c.code === 'EPERM') return 'access_denied';
     const status = typeof c.statusCode === 'number' ? c.statusCode : c.$metadata?.httpStatusCode;
-    if (status === 429 || status === 503) return 'throttled';
-    if (typeof status === 'number' && status >= 500) return 'server_error';
+    if (typeof status === 'number') return statusKind(status) ?? 'other';
   }
   return 'other';
+}
+
+/**
+ * The kind of a store's HTTP error status, for every store and driver (the lean read paths pass
+ * it to StoreError; the classifier above reads it off SDK errors); `undefined` for a status that
+ * names no kind of its own.
+ */
+export function statusKind(status: number): string | undefined {
+  if (status === 403) return 'access_denied';
+  if (status === 412) return 'precondition_failed';
+  if (status === 416) return 'range_not_satisfiable';
+  if (status === 503 || status === 429) return 'throttled';
+  if (status >= 500) return 'server_error';
+  return undefined;
 }
 
 /**

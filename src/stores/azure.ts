@@ -10,13 +10,13 @@
  */
 import type { Readable } from 'node:stream';
 import { BlobServiceClient, type ContainerClient, type StoragePipelineOptions } from '@azure/storage-blob';
-import { StoreError, type StoreOp } from '../errors.js';
+import { statusKind, StoreError, type StoreOp } from '../errors.js';
 import type { AzureStoreConfig } from '../config/schema.js';
 import { AzureReader, type BlobReadRequest } from './azure-read.js';
 import type { TokenCredential } from './azure-token.js';
 import { collectExact } from './collect.js';
 import { checkContentRange } from './content-range.js';
-import { header, metaOf, readErrorBody, statusKind, type ReadResponse } from './http-read.js';
+import { header, metaOf, readErrorBody, type ReadResponse } from './http-read.js';
 import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, Revalidation, StoreRequestOptions } from './types.js';
 
 export type { TokenCredential } from './azure-token.js';

@@ -92,19 +92,6 @@ export function metaOf(res: ReadResponse, size: number): ObjectMeta {
 }
 
 /**
- * The StoreError kind of an error status; `undefined` leaves the decision to errors.ts's
- * classifier (which reads the status too, so the two agree on 429, 503 and 5xx).
- */
-export function statusKind(status: number): string | undefined {
-  if (status === 403) return 'access_denied';
-  if (status === 412) return 'precondition_failed';
-  if (status === 416) return 'range_not_satisfiable';
-  if (status === 503 || status === 429) return 'throttled';
-  if (status >= 500) return 'server_error';
-  return undefined;
-}
-
-/**
  * Consume an error answer's body (bounded) and read the `<Code>` and `<Message>` of its XML,
  * the shape both S3 and Azure Blob use. An empty (HEAD) or broken body gives neither.
  */

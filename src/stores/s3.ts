@@ -18,11 +18,11 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { StoreError, type StoreOp } from '../errors.js';
+import { statusKind, StoreError, type StoreOp } from '../errors.js';
 import type { S3StoreConfig } from '../config/schema.js';
 import { collectExact } from './collect.js';
 import { checkContentRange } from './content-range.js';
-import { header, metaOf, READ_CONNECT_TIMEOUT_MS, statusKind } from './http-read.js';
+import { header, metaOf, READ_CONNECT_TIMEOUT_MS } from './http-read.js';
 import { readS3Error, resolveS3ReadTarget, S3Reader, type S3ReadResponse } from './s3-read.js';
 import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, Revalidation, StoreRequestOptions } from './types.js';
 
