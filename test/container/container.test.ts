@@ -138,6 +138,10 @@ describe('the cachegate image', () => {
     expect(lines.slice(0, 3).sort()).toEqual(['dist', 'node_modules', 'package.json']);
     expect(lines.filter((l) => l.startsWith('has '))).toEqual([]);
     expect(lines.at(-1)).toBe('10001');
+    // The disk tier's native checksum binding is in the image and loads (not the zlib fallback).
+    const crc = await docker(['run', '--rm', '--network', 'host', '--entrypoint', 'node', IMAGE, '--input-type=module', '-e',
+      "const m = await import('/app/dist/cache/crc32.js'); console.log(m.crc32Impl, m.crc32(Buffer.from('123456789')).toString(16));"]);
+    expect(crc.trim()).toBe('@node-rs/crc32 cbf43926');
     const config = JSON.parse(await docker(['image', 'inspect', '-f', '{{json .Config}}', IMAGE])) as {
       User: string; ExposedPorts: Record<string, unknown>; Entrypoint: string[]; Cmd: string[]; Volumes: Record<string, unknown>; Healthcheck?: { Test: string[] };
     };
