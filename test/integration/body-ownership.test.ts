@@ -18,6 +18,7 @@ import type { GetResult } from '../../src/stores/types.js';
 import { countingStore, type CountingStore } from '../helpers/counting-store.js';
 import { AUTH, TEST_TOKEN, startChildGateway, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
+import { eventually } from '../helpers/eventually.js';
 
 const KiB = 1024;
 /** The child's deadline; the in-process walk uses WALK_IDLE so a deadline cannot hide a leak. */
@@ -31,15 +32,6 @@ const PUBLIC_KEY = (PRIVATE_KEY.export({ format: 'jwk' }) as { x: string }).x;
 function link(claims: Record<string, unknown>): string {
   const payload = Buffer.from(JSON.stringify({ v: 1, exp: Math.floor(Date.now() / 1000) + 600, m: 'GET', b: 'media', ...claims }));
   return `${payload.toString('base64url')}.${edSign(null, payload, PRIVATE_KEY).toString('base64url')}`;
-}
-
-async function eventually(check: () => boolean, timeoutMs = 5000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
 }
 
 /** One request; `leave` drops the connection as soon as the response headers arrive. */

@@ -17,6 +17,7 @@ import { AUTH, TEST_TOKEN, startGateway, type TestGateway } from '../helpers/gat
 import { leave, parseResponses, rawExchange, until } from '../helpers/raw-http.js';
 import { readAll } from '../helpers/store-bytes.js';
 import { BACKENDS } from '../helpers/backends.js';
+import { eventually } from '../helpers/eventually.js';
 
 const SEED = Buffer.alloc(32, 21);
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -59,15 +60,6 @@ function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unkn
     },
   });
   return { log: pino({ level: 'info' }, sink), lines };
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return check();
 }
 
 describe('request hardening on a directory store', () => {

@@ -18,6 +18,7 @@ import type { ObjectStore } from '../../src/stores/types.js';
 import { countingStore, type CountingStore, type StoreCalls } from '../helpers/counting-store.js';
 import { AUTH, TEST_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
+import { eventually } from '../helpers/eventually.js';
 
 const MiB = 2 ** 20;
 const SEED = Buffer.alloc(32, 11);
@@ -59,16 +60,6 @@ function request(method: string, url: string, headers: Record<string, string> = 
 
 const get = (url: string, headers: Record<string, string> = {}) => request('GET', url, headers);
 const head = (url: string, headers: Record<string, string> = {}) => request('HEAD', url, headers);
-
-/** Wait until `check` holds, polling; false when it never did within `timeoutMs`. */
-async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
 
 /** Until a HEAD (no prefetch) says the object is served from a cache tier. */
 function untilHit(url: string): Promise<boolean> {

@@ -19,6 +19,7 @@ import { ENTRY_OVERHEAD_BYTES } from '../../src/cache/memory-tier.js';
 import { cacheKey } from '../../src/core/object-service.js';
 import { createFsStore } from '../../src/stores/fs.js';
 import { AUTH, TEST_TOKEN, startChildGateway, startGateway, type ChildGateway, type TestGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/eventually.js';
 
 const KiB = 1024;
 const MiB = 2 ** 20;
@@ -67,16 +68,6 @@ async function writeBigFile(file: string, size: number): Promise<string> {
   out.end();
   await once(out, 'finish');
   return hash.digest('hex');
-}
-
-/** Wait until `check` holds, or give up after `timeoutMs` (then the caller's assertion fails). */
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return check();
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

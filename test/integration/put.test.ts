@@ -18,6 +18,7 @@ import { countingStore, type CountingStore, gets } from '../helpers/counting-sto
 import { AUTH, TEST_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { s3StoreConfig, startS3rver } from '../helpers/s3rver.js';
 import { readAll } from '../helpers/store-bytes.js';
+import { eventually } from '../helpers/eventually.js';
 
 const MiB = 2 ** 20;
 const SEED = Buffer.alloc(32, 7);
@@ -61,16 +62,6 @@ function cutOffPut(url: string, key: string, announced: number, sendBytes: numbe
     });
     socket.on('error', () => resolve());
   });
-}
-
-/** Wait until `check` holds (the gateway finishes cleaning up after a disconnect asynchronously). */
-async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return check();
 }
 
 interface Backend {
