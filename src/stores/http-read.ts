@@ -69,6 +69,12 @@ export class ReadPool {
       reset: false,
       ...(req.signal ? { signal: req.signal } : {}),
     });
+    // The caller may destroy a body it never read (a changed ETag, a refused range, a client
+    // gone). Once undici holds the whole answer, that destroy emits an abort error which, with
+    // nobody listening, would be an uncaught exception and crash the process; undici only
+    // silences it while the request is in flight. Readers that consume the body still get every
+    // error through their own listener, iterator or pipeline.
+    res.body.on('error', ignore);
     return { status: res.statusCode, headers: res.headers, body: res.body };
   }
 
@@ -78,6 +84,8 @@ export class ReadPool {
     await pool?.destroy();
   }
 }
+
+function ignore(): void {}
 
 /** The first value of a response header (undici gives lower-case names). */
 export function header(res: ReadResponse, name: string): string | undefined {
