@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SEEK_FIRST_MIN_BYTES } from '../../src/core/fills.js';
-import type { ByteRange } from '../../src/stores/types.js';
+import type { ByteRange, ObjectStore } from '../../src/stores/types.js';
 import { BACKENDS } from '../helpers/backends.js';
 import { eventually } from '../helpers/eventually.js';
+import { readAll } from '../helpers/store-bytes.js';
 import { countingStore, gets, type CountingStore } from '../helpers/counting-store.js';
 import { AUTH, startGateway, type TestGateway } from '../helpers/gateway.js';
 
@@ -21,6 +22,8 @@ const SLICE = 4 * MiB;
 describe.each(BACKENDS)('seek-first slice fills over $name', (backend) => {
   let stop: () => Promise<void>;
   let store: CountingStore;
+  /** The same store, not counted or tapped. */
+  let raw: ObjectStore;
   let gw: TestGateway;
   /** Every ranged GET the store received, in order. */
   const asked: { key: string; range: ByteRange; ifMatch: boolean }[] = [];
@@ -28,7 +31,8 @@ describe.each(BACKENDS)('seek-first slice fills over $name', (backend) => {
   beforeAll(async () => {
     const made = await backend.make();
     stop = made.stop;
-    store = countingStore(made.store);
+    raw = made.store;
+    store = countingStore(raw);
     gw = await startGateway({ cache: { max_memory: '64MiB', slice_size: '4MiB' } }, [store]);
   }, 60_000);
 
@@ -37,7 +41,13 @@ describe.each(BACKENDS)('seek-first slice fills over $name', (backend) => {
     await stop?.();
   });
 
-  const put = async (key: string, body: Buffer) => store.put(key, Readable.from([body]), { contentLength: body.length, contentType: 'application/octet-stream' });
+  // s3rver answers a PUT once its MD5 pass has seen every byte, before its file write stream has
+  // written them (lib/stores/filesystem.js, putObject): wait until the store reads the new bytes
+  // back, so that no store answer in these tests comes from a half-written file.
+  const put = async (key: string, body: Buffer) => {
+    await store.put(key, Readable.from([body]), { contentLength: body.length, contentType: 'application/octet-stream' });
+    expect(await eventually(async () => (await readAll(raw, key))?.equals(body) === true), `${key}: the store never read back what was put`).toBe(true);
+  };
   const get = async (key: string, range: string) => {
     const res = await fetch(`${gw.url}/media/${key}`, { headers: { ...AUTH, range } });
     return { status: res.status, hit: res.headers.get('x-cg-status'), body: Buffer.from(await res.arrayBuffer()) };
