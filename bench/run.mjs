@@ -36,7 +36,7 @@ import { setQuietBudget, waitForQuiet, withForeignCheck, withServerCpu } from '.
 import { analyzeProfile } from './lib/profile.mjs';
 import { machineInfo, median, procMemory } from './lib/machine.mjs';
 import { BUCKET, formatSize, GIB, keyPlan, KIB, MIB, objectBytes, sha256 } from './lib/objects.mjs';
-import { DIST_MAIN, ROOT_DIR, startGateway, startNginx, startOrigin, startRaw, startVarnish } from './lib/peers.mjs';
+import { DIST_MAIN, ROOT_DIR, startGateway, startNginx, startOrigin, startRaw, startRawProxy, startVarnish } from './lib/peers.mjs';
 import { cleanupAll, cleanupAllSync, makeTempDir, runCommand, sleep, TASKSET, which } from './lib/procs.mjs';
 import { evaluateTargets, printReport, updateBenchmarksMd } from './lib/report.mjs';
 import { runWrk } from './lib/wrk.mjs';
@@ -311,6 +311,7 @@ async function main() {
     ...(wants('herd') ? Array.from({ length: opts.runs }, (_, r) => ({ key: plan.herd.key('all', r), size: plan.herd.size })) : []),
   ];
   await tryStart('raw', () => startRaw({ core: SERVER_CORE, objects: rawObjects }));
+  if (wants('cold')) await tryStart('raw-proxy', () => startRawProxy({ core: SERVER_CORE, originPort: origin.port }));
   if (!peers.gateway) throw new Error(`the gateway did not start: ${results.peers.gateway.reason}`);
 
   const gw = peers.gateway;
@@ -400,6 +401,7 @@ async function main() {
       ['gateway', gw],
       ['nginx', peers.nginx],
       ['varnish', peers.varnish],
+      ['raw-proxy', peers['raw-proxy']],
       ['origin', origin],
     ].filter(([, p]) => p);
     for (const [id] of targets) results.cold.targets[id] = [];

@@ -246,3 +246,23 @@ export async function startRaw({ core, objects }) {
     proc,
   };
 }
+
+/** The miss floor (bench/raw-proxy.mjs): node:http in front of the origin through undici, nothing else. */
+export async function startRawProxy({ core, originPort }) {
+  const proc = await startChild({
+    name: 'raw-proxy',
+    cmd: process.execPath,
+    args: [path.join(BENCH_DIR, 'raw-proxy.mjs'), JSON.stringify({ origin: `http://${HOST}:${originPort}` })],
+    core,
+    ready: (out) => jsonLine(out),
+  });
+  return {
+    name: 'raw-proxy',
+    label: 'raw node:http + undici (no cache)',
+    base: `http://${HOST}:${proc.info.port}`,
+    headers: {},
+    cacheHeader: 'x-cg-status',
+    isHit: (v) => v === 'hit=1',
+    proc,
+  };
+}

@@ -11,6 +11,7 @@ const LABELS = {
   nginx: 'nginx proxy_cache',
   varnish: 'Varnish',
   raw: 'raw node:http',
+  'raw-proxy': 'raw node:http + undici (the miss floor, no cache)',
   origin: 'origin direct (s3rver, no cache)',
 };
 
@@ -123,6 +124,11 @@ function sections(results) {
       after: [
         `gateway/nginx ${x2(ratio(g, c.targets.nginx?.rps))}, gateway/varnish ${x2(ratio(g, c.targets.varnish?.rps))}, gateway/origin ${x2(ratio(g, c.targets.origin?.rps))} in req/s`,
         `CPU per miss (the server's own, the origin's not in it): nginx/gateway ${x2(ratio(c.targets.nginx?.serverCpuUsPerReq, c.targets.gateway?.serverCpuUsPerReq))}, varnish/gateway ${x2(ratio(c.targets.varnish?.serverCpuUsPerReq, c.targets.gateway?.serverCpuUsPerReq))}`,
+        ...(c.targets['raw-proxy']
+          ? [
+              `the Node floor (raw node:http + undici, no cache): gateway/floor ${x2(ratio(g, c.targets['raw-proxy'].rps))}, floor/nginx ${x2(ratio(c.targets['raw-proxy'].rps, c.targets.nginx?.rps))} in req/s; the gateway's CPU per miss above the floor's: ${fix((c.targets.gateway?.serverCpuUsPerReq ?? NaN) - (c.targets['raw-proxy'].serverCpuUsPerReq ?? NaN), 0)} µs`,
+            ]
+          : []),
       ],
     });
   }
