@@ -20,6 +20,7 @@ import { Readiness } from './core/readiness.js';
 import { DEFAULT_RETRY_BASE_MS } from './core/store-guard.js';
 import { createRequestRecorder } from './http/access-log.js';
 import { createFastPath } from './http/fast-path.js';
+import type { ServerErrorListener } from './http/error-response.js';
 import { createResponseHeaders } from './http/response-headers.js';
 import { cutIdleConnections } from './http/idle-sweep.js';
 import { createRequestGate, pendingResponse, type RequestHandler } from './http/request-gate.js';
@@ -142,10 +143,11 @@ export function createGateway(config: Config, gatewayDeps: GatewayDeps): Gateway
   );
   const recorder = createRequestRecorder({ log: deps.log, enabled: deps.accessLog ?? true, onRequest: (r) => m.observeRequest(r) });
   const headers = createResponseHeaders(storeOptions);
-  const fastPath = createFastPath({ service, auth, headers, recorder });
+  const onServerError: ServerErrorListener = (err, ctx) => errors.capture(err, ctx);
+  const fastPath = createFastPath({ service, auth, headers, recorder, log: deps.log, onServerError });
   const app = buildApp({
     service,
-    onServerError: (err, ctx) => errors.capture(err, ctx),
+    onServerError,
     auth,
     log: deps.log,
     maxUploadBytes: config.limits.max_upload_size,

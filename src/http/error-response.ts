@@ -39,25 +39,39 @@ export interface ErrorLogger {
 /** Called for server-side failures (5xx), e.g. to report them to Sentry. */
 export type ServerErrorListener = (err: unknown, context: { code: string; method: string; status: number }) => void;
 
-/** The JSON error response for `err`; logs server-side failures with their cause. */
-export function errorResponse(c: Context, err: unknown, log: ErrorLogger, onServerError?: ServerErrorListener): Response {
+/** What an error answer is, before it is written: the same on the route and the fast path. */
+export interface ErrorAnswer {
+  status: ContentfulStatusCode;
+  headers: Record<string, string>;
+  /** The one-line JSON body (none is sent for HEAD). */
+  payload: { error: string; code: ErrorCode };
+}
+
+/** The error answer for `err`; logs server-side failures with their cause. */
+export function errorAnswer(err: unknown, method: string, log: ErrorLogger, onServerError?: ServerErrorListener): ErrorAnswer {
   const e = asGatewayError(err);
   const status = STATUS_BY_CODE[e.code];
   // 501 answers a request the gateway does not implement (a transfer coding): the client's doing.
   if (status >= 500 && status !== 501) {
-    onServerError?.(e, { code: e.code, method: c.req.method, status });
+    onServerError?.(e, { code: e.code, method, status });
     const cause = e.cause instanceof Error ? { name: e.cause.name, message: e.cause.message } : e.cause;
     (status === 500 ? log.error : log.warn).call(log, { code: e.code, cause, stack: status === 500 ? (e.cause as Error)?.stack : undefined }, e.message);
   }
   // HEAD responses carry no body, but keep the status and headers.
   const headers: Record<string, string> = { 'cache-control': 'no-store' };
   // A refused upload's body may be unread (and large): close rather than drain it.
-  if (c.req.method === 'PUT') headers.connection = 'close';
+  if (method === 'PUT') headers.connection = 'close';
   // RFC 9110 §14.4: a 416 names the current length.
   if (e instanceof RangeNotSatisfiableError) headers['content-range'] = `bytes */${e.size}`;
   // RFC 9110 §10.2.3: when to ask again, for a store that is being left alone.
   if (e instanceof StoreUnavailableError) headers['retry-after'] = String(e.retryAfterSec);
+  return { status, headers, payload: { error: e.message, code: e.code } };
+}
+
+/** The JSON error response for `err` on the route (Hono); logs server-side failures with their cause. */
+export function errorResponse(c: Context, err: unknown, log: ErrorLogger, onServerError?: ServerErrorListener): Response {
+  const { status, headers, payload } = errorAnswer(err, c.req.method, log, onServerError);
   withExtras(c, headers);
   if (c.req.method === 'HEAD') return c.body(null, status, headers);
-  return c.json({ error: e.message, code: e.code }, status, headers);
+  return c.json(payload, status, headers);
 }

@@ -30,6 +30,15 @@ export interface ResponseHeaderBuilder {
   build(meta: CachedMeta, cache: 'hit' | 'miss', who: AuthResult, bucket: string, origin: string | undefined): Readonly<Headers>;
   /** Refuse a link whose overrides are invalid, before anything is fetched. */
   checkOverrides(who: AuthResult): void;
+  /** The store's CORS headers for this Origin (every answer carries them, errors included). */
+  cors(bucket: string, origin: string | undefined): Readonly<Headers>;
+}
+
+const NO_HEADERS: Readonly<Headers> = Object.freeze({});
+
+/** RFC 9111 §5.1: a stale copy served (stale_if_error, stale_while_revalidate) says how old it is. */
+export function ageHeader(staleAgeSec: number | undefined): Readonly<Headers> {
+  return staleAgeSec === undefined ? NO_HEADERS : { age: String(staleAgeSec) };
 }
 
 interface LinkOverrides {
@@ -89,6 +98,10 @@ export function createResponseHeaders(storeOptions: ReadonlyMap<string, StoreHtt
     },
     checkOverrides(who) {
       if (who.kind === 'link' && (who.claims.rcd !== undefined || who.claims.rct !== undefined)) overridesOf(who.claims);
+    },
+    cors(bucket, origin) {
+      const config = storeOptions.get(bucket)?.cors;
+      return config ? corsHeaders(config, origin) : NO_HEADERS;
     },
   };
 }

@@ -3,8 +3,10 @@
  * writes straight to the socket. Streams are piped into the raw Node response: Web streams in
  * Node are several times slower than Node streams.
  */
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { ObjectBody } from '../core/object-service.js';
 import type { Context } from 'hono';
 import type { StatusCode } from 'hono/utils/http-status';
 import type { HttpBindings } from '@hono/node-server';
@@ -38,6 +40,13 @@ export function withExtras(c: Context, headers: Headers): Headers {
 /** Report a stream that ended badly after the headers went out (client abort, store failure). */
 export type StreamErrorListener = (err: Error) => void;
 
+/** The listener both GET paths use: a client that left is not worth a line; a store that failed is. */
+export function logStreamErrors(log: { warn(obj: object, msg: string): void }): StreamErrorListener {
+  return (err) => {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') log.warn({ err: err.message }, 'stream ended early');
+  };
+}
+
 /** Send a whole buffer (or no body for HEAD). */
 export function sendBuffer(c: Context, status: StatusCode, headers: Headers, body: Buffer | null): Response {
   // A Buffer is a Uint8Array; the adapter writes it to the socket without copying.
@@ -58,11 +67,34 @@ export function sendLent<E extends NodeEnv>(c: Context<E>, status: StatusCode, h
     release();
     return sendBuffer(c, status, headers, copy);
   }
-  out.once('finish', release);
-  out.once('close', release);
-  out.writeHead(status, withExtras(c, headers));
-  out.end(body);
+  writeBody(out, status, withExtras(c, headers), { kind: 'buffer', buffer: body, release });
   return RESPONSE_ALREADY_SENT;
+}
+
+/**
+ * Write a GET's answer to the raw Node response, for the route and the fast path alike. A buffer
+ * goes in one write; a lent one is given back once the response has finished (its last byte went
+ * to the kernel) or its connection closed, never sooner. A stream is piped, and consumed or
+ * destroyed on every path: a client gone destroys it, which releases the store's socket.
+ */
+export function writeBody(out: ServerResponse, status: number, headers: Headers, body: ObjectBody, onError?: StreamErrorListener): void {
+  if (body.kind === 'stream') {
+    out.writeHead(status, headers);
+    pipeline(body.stream, out).catch((err: Error) => onError?.(err));
+    return;
+  }
+  const { release } = body;
+  if (release) {
+    // A connection already gone fires neither event again.
+    if (out.destroyed) {
+      release();
+      return;
+    }
+    out.once('finish', release);
+    out.once('close', release);
+  }
+  out.writeHead(status, headers);
+  out.end(body.buffer);
 }
 
 /**
@@ -94,7 +126,6 @@ export function sendStream<E extends NodeEnv>(
     return c.body(Readable.toWeb(stream) as unknown as ReadableStream, status as never, withExtras(c, headers));
   }
   // (Reading c.res here would make Hono re-wrap RESPONSE_ALREADY_SENT and write the head twice.)
-  out.writeHead(status, withExtras(c, headers));
-  pipeline(stream, out).catch((err: Error) => onError?.(err));
+  writeBody(out, status, withExtras(c, headers), { kind: 'stream', stream }, onError);
   return RESPONSE_ALREADY_SENT;
 }

@@ -14,11 +14,11 @@ import type { Logger } from '../../metrics/log.js';
 import { evaluatePreconditions, notModifiedHeaders } from '../conditional.js';
 import { corsHeaders, preflight } from '../cors.js';
 import { X_CG_STATUS } from '../object-headers.js';
-import type { ResponseHeaderBuilder, StoreHttpOptions } from '../response-headers.js';
+import { ageHeader, type ResponseHeaderBuilder, type StoreHttpOptions } from '../response-headers.js';
 import { parseObjectPath, rawPathOf, type ObjectPath } from '../object-path.js';
 import type { ResponseNote } from '../access-log.js';
 import { contentRange, ifRangeMatches, parseRange } from '../range.js';
-import { sendBuffer, sendHead, sendLent, sendStream, setResponseHeader } from '../send.js';
+import { logStreamErrors, sendBuffer, sendHead, sendLent, sendStream, setResponseHeader } from '../send.js';
 import { putObject } from './put-object.js';
 
 export type ObjectEnv = {
@@ -97,10 +97,8 @@ class NotModified {
 /** The GET/HEAD handler. */
 export function createObjectHandler(deps: ObjectRouteDeps) {
   const { service, log } = deps;
-  const onStreamError = (err: Error) => {
-    // The client left, or the store failed after headers went out: nothing more to tell the client.
-    if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') log.warn({ err: err.message }, 'stream ended early');
-  };
+  // The client left, or the store failed after headers went out: nothing more to tell the client.
+  const onStreamError = logStreamErrors(log);
   return async function serveObject(c: Context<ObjectEnv>): Promise<Response> {
     const { bucket, key } = c.get('objectPath');
     if (c.req.method === 'PUT') return putObject(c, deps);
@@ -211,8 +209,5 @@ async function headObject(c: Context<ObjectEnv>, deps: ObjectRouteDeps): Promise
 /** Everything a 200 carries, from the header builder the fast path shares; a copy to add to. */
 function responseHeaders(c: Context<ObjectEnv>, deps: ObjectRouteDeps, meta: CachedMeta, cache: 'hit' | 'miss', staleAgeSec?: number): Record<string, string> {
   // The route's CORS middleware adds the CORS headers to every answer, errors included.
-  const headers = { ...deps.headers.build(meta, cache, c.get('auth'), c.get('objectPath').bucket, undefined) };
-  // RFC 9111 §5.1: a stale copy served (stale_if_error, stale_while_revalidate) says how old it is.
-  if (staleAgeSec !== undefined) headers.age = String(staleAgeSec);
-  return headers;
+  return { ...deps.headers.build(meta, cache, c.get('auth'), c.get('objectPath').bucket, undefined), ...ageHeader(staleAgeSec) };
 }
