@@ -118,14 +118,20 @@ export function createFastPath(deps: FastPathDeps): (req: IncomingMessage, res: 
       const answer = errorAnswer(err, 'GET', deps.log, deps.onServerError);
       const body = JSON.stringify(answer.payload);
       status = answer.status;
-      res.writeHead(status, {
-        ...answer.headers,
-        ...deps.headers.cors(path.bucket, origin),
-        ...idHeader,
-        'content-type': 'application/json',
-        'content-length': String(Buffer.byteLength(body)),
-      });
-      res.end(body);
+      // As the route counts an error answer: the bytes of its JSON line.
+      bytes = Buffer.byteLength(body);
+      try {
+        res.writeHead(status, {
+          ...answer.headers,
+          ...deps.headers.cors(path.bucket, origin),
+          ...idHeader,
+          'content-type': 'application/json',
+          'content-length': String(bytes),
+        });
+        res.end(body);
+      } catch {
+        res.destroy(); // nothing this function started may escape as an unhandled rejection
+      }
     }
     decided = true;
     record();
