@@ -10,14 +10,16 @@
  * Prints {"port":…} when listening. Exits on SIGTERM/SIGINT or when stdin closes.
  */
 import http from 'node:http';
+import { serveChild } from './lib/serve-child.mjs';
 import { Pool } from 'undici';
 
 const { origin } = JSON.parse(process.argv[2] ?? '{}');
 const pool = new Pool(origin, { connections: 128, pipelining: 1, keepAliveTimeout: 60_000 });
+const host = new URL(origin).host;
 
 const server = http.createServer(async (req, res) => {
   try {
-    const up = await pool.request({ method: 'GET', path: req.url.split('?')[0], headers: { host: new URL(origin).host } });
+    const up = await pool.request({ method: 'GET', path: req.url.split('?')[0], headers: { host } });
     const body = Buffer.from(await up.body.arrayBuffer());
     if (up.statusCode !== 200) {
       res.writeHead(up.statusCode === 404 ? 404 : 502, { 'content-type': 'application/json' });
@@ -39,18 +41,4 @@ const server = http.createServer(async (req, res) => {
     res.end(JSON.stringify({ error: String(err.message) }));
   }
 });
-server.keepAliveTimeout = 60_000;
-
-const stop = () => {
-  server.closeAllConnections();
-  server.close(() => process.exit(0));
-  void pool.close();
-  setTimeout(() => process.exit(0), 1000).unref();
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
-process.stdin.on('end', stop);
-process.stdin.on('error', stop);
-process.stdin.resume();
-
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
+serveChild(server, () => void pool.close());

@@ -9,6 +9,7 @@
  * Prints {"port":…} when listening. Exits on SIGTERM/SIGINT or when stdin closes.
  */
 import http from 'node:http';
+import { serveChild } from './lib/serve-child.mjs';
 import { BUCKET, objectBytes, sha256 } from './lib/objects.mjs';
 
 const spec = JSON.parse(process.argv[2] ?? '{"objects":[]}');
@@ -41,17 +42,4 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, obj.headers);
   res.end(req.method === 'HEAD' ? undefined : obj.body);
 });
-server.keepAliveTimeout = 60_000;
-
-const stop = () => {
-  server.closeAllConnections();
-  server.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 1000).unref();
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
-process.stdin.on('end', stop);
-process.stdin.on('error', stop);
-process.stdin.resume();
-
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
+serveChild(server);

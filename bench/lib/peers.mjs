@@ -227,18 +227,18 @@ sub vcl_deliver {
   };
 }
 
-/** The raw node:http ceiling, serving `objects` ([{key, size}]) from memory. */
-export async function startRaw({ core, objects }) {
+/** One of the bench's own node:http servers (bench/<script>), run as a child on `core`. */
+async function startNodeServer({ name, label, script, spec, core }) {
   const proc = await startChild({
-    name: 'raw',
+    name,
     cmd: process.execPath,
-    args: [path.join(BENCH_DIR, 'raw-server.mjs'), JSON.stringify({ objects })],
+    args: [path.join(BENCH_DIR, script), JSON.stringify(spec)],
     core,
     ready: (out) => jsonLine(out),
   });
   return {
-    name: 'raw',
-    label: 'raw node:http',
+    name,
+    label,
     base: `http://${HOST}:${proc.info.port}`,
     headers: {},
     cacheHeader: 'x-cg-status',
@@ -247,22 +247,12 @@ export async function startRaw({ core, objects }) {
   };
 }
 
+/** The raw node:http ceiling, serving `objects` ([{key, size}]) from memory. */
+export function startRaw({ core, objects }) {
+  return startNodeServer({ name: 'raw', label: 'raw node:http', script: 'raw-server.mjs', spec: { objects }, core });
+}
+
 /** The miss floor (bench/raw-proxy.mjs): node:http in front of the origin through undici, nothing else. */
-export async function startRawProxy({ core, originPort }) {
-  const proc = await startChild({
-    name: 'raw-proxy',
-    cmd: process.execPath,
-    args: [path.join(BENCH_DIR, 'raw-proxy.mjs'), JSON.stringify({ origin: `http://${HOST}:${originPort}` })],
-    core,
-    ready: (out) => jsonLine(out),
-  });
-  return {
-    name: 'raw-proxy',
-    label: 'raw node:http + undici (no cache)',
-    base: `http://${HOST}:${proc.info.port}`,
-    headers: {},
-    cacheHeader: 'x-cg-status',
-    isHit: (v) => v === 'hit=1',
-    proc,
-  };
+export function startRawProxy({ core, originPort }) {
+  return startNodeServer({ name: 'raw-proxy', label: 'raw node:http + undici (no cache)', script: 'raw-proxy.mjs', spec: { origin: `http://${HOST}:${originPort}` }, core });
 }

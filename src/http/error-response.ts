@@ -2,6 +2,7 @@
  * Turning errors into responses, in one place: the status for each code, a one-line JSON body,
  * and a log line that carries the cause. No stack trace ever reaches a client.
  */
+import type { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { asGatewayError, RangeNotSatisfiableError, StoreUnavailableError, type ErrorCode } from '../errors.js';
@@ -74,4 +75,16 @@ export function errorResponse(c: Context, err: unknown, log: ErrorLogger, onServ
   withExtras(c, headers);
   if (c.req.method === 'HEAD') return c.body(null, status, headers);
   return c.json(payload, status, headers);
+}
+
+/**
+ * Write an error answer on the raw Node response (the request gate, the fast path): the same
+ * one-line JSON the route sends, its length, and no body for HEAD. Returns the body's bytes.
+ */
+export function writeErrorAnswer(res: ServerResponse, method: string, answer: ErrorAnswer, extra?: Record<string, string>): number {
+  const body = JSON.stringify(answer.payload);
+  const bytes = Buffer.byteLength(body);
+  res.writeHead(answer.status, { ...answer.headers, ...extra, 'content-type': 'application/json', 'content-length': String(bytes) });
+  res.end(method === 'HEAD' ? undefined : body);
+  return bytes;
 }

@@ -17,7 +17,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { authenticate, type AuthOptions, type AuthResult } from '../auth/middleware.js';
 import type { ObjectService } from '../core/object-service.js';
 import { requestIdFor, X_REQUEST_ID, type RequestRecorder } from './access-log.js';
-import { errorAnswer, type ErrorLogger, type ServerErrorListener } from './error-response.js';
+import { errorAnswer, writeErrorAnswer, type ErrorLogger, type ServerErrorListener } from './error-response.js';
 import { parseObjectPath, type ObjectPath } from './object-path.js';
 import { ageHeader, type ResponseHeaderBuilder } from './response-headers.js';
 import { logStreamErrors, writeBody } from './send.js';
@@ -116,19 +116,10 @@ export function createFastPath(deps: FastPathDeps): (req: IncomingMessage, res: 
         return;
       }
       const answer = errorAnswer(err, 'GET', deps.log, deps.onServerError);
-      const body = JSON.stringify(answer.payload);
       status = answer.status;
-      // As the route counts an error answer: the bytes of its JSON line.
-      bytes = Buffer.byteLength(body);
       try {
-        res.writeHead(status, {
-          ...answer.headers,
-          ...deps.headers.cors(path.bucket, origin),
-          ...idHeader,
-          'content-type': 'application/json',
-          'content-length': String(bytes),
-        });
-        res.end(body);
+        // As the route counts an error answer: the bytes of its JSON line.
+        bytes = writeErrorAnswer(res, 'GET', answer, { ...deps.headers.cors(path.bucket, origin), ...idHeader });
       } catch {
         res.destroy(); // nothing this function started may escape as an unhandled rejection
       }

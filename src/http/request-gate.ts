@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { GatewayError } from '../errors.js';
 import { requestIdFor, X_REQUEST_ID, type RequestRecorder } from './access-log.js';
-import { STATUS_BY_CODE } from './error-response.js';
+import { STATUS_BY_CODE, writeErrorAnswer } from './error-response.js';
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -163,17 +163,10 @@ export function sendContinue(req: IncomingMessage | undefined, res: ServerRespon
 function refuse(req: IncomingMessage, res: ServerResponse, err: GatewayError, recorder: RequestRecorder): void {
   const started = performance.now();
   const status = STATUS_BY_CODE[err.code];
-  const body = JSON.stringify({ error: err.message, code: err.code });
   const requestId = requestIdFor(req.headers[X_REQUEST_ID], recorder.logLines);
   // The request's framing or body cannot be trusted: do not read on from this connection.
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(body)),
-    'cache-control': 'no-store',
-    connection: 'close',
-    ...(requestId ? { [X_REQUEST_ID]: requestId } : {}),
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
+  const answer = { status, headers: { 'cache-control': 'no-store', connection: 'close' }, payload: { error: err.message, code: err.code } };
+  writeErrorAnswer(res, req.method ?? '', answer, requestId ? { [X_REQUEST_ID]: requestId } : undefined);
   recorder.record({
     method: req.method ?? '',
     status,
