@@ -20,6 +20,7 @@ import { crc32 } from './crc32.js';
 import { LRUCache } from 'lru-cache';
 import { BLOCK_BYTES, BlockChecksums, encodeTrailer, FORMAT_MARKER, readTrailer, type Trailer } from './disk-format.js';
 import { BufferPool } from './buffer-pool.js';
+import { FileWrites } from './file-writes.js';
 import { CorruptEntryError, type BodySpan, type CacheTier, type LookupOptions, type TierHit } from './tier.js';
 import type { CachedMeta, TierEventListener, TierStats } from './types.js';
 
@@ -84,6 +85,8 @@ export class DiskTier implements CacheTier {
   readonly #handles: LRUCache<string, EntryHandle> | undefined;
   /** Buffers lent to `borrow` lookups: a block-aligned read of up to INLINE_READ_MAX_BYTES fits. */
   readonly #pool = new BufferPool(INLINE_READ_MAX_BYTES + 2 * BLOCK_BYTES, POOLED_BUFFERS);
+  /** One per tier: whether the kernel holds writers back is a property of its disk. */
+  readonly #writes = new FileWrites();
   #enabled = false;
   #scanning = false;
   #scan: Promise<void> = Promise.resolve();
@@ -214,7 +217,7 @@ export class DiskTier implements CacheTier {
         committed = true;
       });
       return committed;
-    });
+    }, this.#writes);
     writer.once('close', () => this.#forget(key, writer));
     let set = this.#open.get(key);
     if (!set) this.#open.set(key, (set = new Set()));
@@ -431,14 +434,17 @@ class DiskWriter extends Writable {
   readonly #commit: (w: DiskWriter, trailerFor: (key: string) => Buffer) => Promise<boolean>;
   #fh: FileHandle | undefined;
   #committed = false;
+  readonly #writes: FileWrites;
 
   constructor(
     tmp: string,
     meta: CachedMeta,
     expected: number | undefined,
     commit: (w: DiskWriter, trailerFor: (key: string) => Buffer) => Promise<boolean>,
+    writes: FileWrites,
   ) {
     super({ highWaterMark: 1024 * 1024 });
+    this.#writes = writes;
     this.#tmp = tmp;
     this.meta = meta;
     this.#expected = expected;
@@ -464,7 +470,8 @@ class DiskWriter extends Writable {
     const at = this.bytes;
     this.bytes += chunk.length;
     const fh = this.#fh!;
-    writeAll(fh, chunk, at).then(async () => {
+    // Destroying the writer closes `fh`: no write may start after that.
+    this.#writes.writeAll(fh, chunk, at, () => !this.destroyed).then(async () => {
       if (this.#expected !== undefined && this.bytes === this.#expected) {
         this.#fh = undefined;
         await fh.close();
@@ -493,7 +500,7 @@ class DiskWriter extends Writable {
     const fh = this.#fh ?? (await open(this.#tmp, 'r+'));
     this.#fh = undefined;
     try {
-      await writeAll(fh, trailer, this.bytes);
+      await this.#writes.writeAll(fh, trailer, this.bytes, () => true);
     } finally {
       await fh.close();
     }
@@ -511,13 +518,6 @@ class DiskWriter extends Writable {
   }
 }
 
-async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    done += bytesWritten;
-  }
-}
 
 /** The whole blocks covering `start..end`: what `readVerified` reads. */
 function alignedBlocks(t: Trailer, start: number, end: number): { first: number; last: number; from: number; to: number } {
