@@ -518,7 +518,6 @@ class DiskWriter extends Writable {
   }
 }
 
-
 /** The whole blocks covering `start..end`: what `readVerified` reads. */
 function alignedBlocks(t: Trailer, start: number, end: number): { first: number; last: number; from: number; to: number } {
   const bs = t.header.bs;

@@ -3,11 +3,13 @@
  * takes them in microseconds, through the thread pool once the kernel starts to hold writers back.
  *
  * Why small pieces: ext4 (Linux 6.x large folios) sizes its page-cache folios by the write's
- * length. Pieces of 32 KiB or less (order 3, PAGE_ALLOC_COSTLY_ORDER) come from the per-CPU page
- * lists; larger ones take high-order blocks from the buddy allocator, and on a VM that returns
- * free pages to its host (virtio-balloon free page reporting, as on Firecracker) touching those
- * costs 2-3.5 ms per MiB, against 0.3 ms (measured here, 448 MiB of 8 MiB slices). nginx writes
- * its cache files the same way: `pwritev` of about 36 KiB as bytes arrive.
+ * length. On this Firecracker VM (virtio-balloon free page reporting) filling high-order folios
+ * cost 2-3.5 ms per MiB against 0.2-0.3 ms for small ones (448 MiB of 8 MiB slices). In the
+ * gateway 64 KiB pieces still paid it once the VM's free pages had moved on, and 32 KiB did not.
+ * Our reading, not proven: 32 KiB is order 3 (PAGE_ALLOC_COSTLY_ORDER), the largest the kernel
+ * serves from its per-CPU page lists; larger folios take blocks from the buddy allocator that the
+ * guest has handed back to the host. nginx writes its cache files the same way: `pwritev` of
+ * about 36 KiB as bytes arrive.
  *
  * Why synchronously: a thread-pool hop per 32 KiB piece (two context switches) cost as much CPU as
  * the small pieces saved. A sync batch is at most `batchBytes` (about 0.3 ms here), then the
