@@ -422,7 +422,8 @@ export class DiskTier implements CacheTier {
  * Writes one entry's body to a temporary file, checksumming blocks as they pass. The trailer is
  * written (and the file renamed into place) only in `_final`, with the metadata as it is then.
  * The descriptor is closed as soon as the announced body is complete, so a long PUT holding many
- * finished slices open does not hold their descriptors.
+ * finished slices open does not hold their descriptors, unless `end()` came with the last bytes
+ * (a fill's commit): then the trailer is written through the same descriptor.
  */
 class DiskWriter extends Writable {
   stale = false;
@@ -472,7 +473,9 @@ class DiskWriter extends Writable {
     const fh = this.#fh!;
     // Destroying the writer closes `fh`: no write may start after that.
     this.#writes.writeAll(fh, chunk, at, () => !this.destroyed).then(async () => {
-      if (this.#expected !== undefined && this.bytes === this.#expected) {
+      // Closed only when more may come later (a PUT's slices): after `end()` the trailer follows
+      // at once, and closing and reopening would cost two thread-pool round trips per entry.
+      if (this.#expected !== undefined && this.bytes === this.#expected && !this.writableEnded) {
         this.#fh = undefined;
         await fh.close();
       }
