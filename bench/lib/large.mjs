@@ -114,7 +114,6 @@ export async function largeObject({ origin, bins, root, core, client, log, quick
         storeBytes: stats.bytes,
         storeRequests: stats.requests,
         coldTtfbMs: cold.ttfbMs,
-        firstSeekTtfbMs: cold.ttfbMs.max,
         freshTtfbMs: fresh.ttfbMs,
         warmRps: median(rates.map((x) => x.rps)),
         warmMbPerSec: median(rates.map((x) => x.mbPerSec)),
