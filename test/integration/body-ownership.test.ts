@@ -11,7 +11,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3Store } from '../../src/stores/s3.js';
 import type { GetResult } from '../../src/stores/types.js';
@@ -85,6 +86,17 @@ describe('store bodies are released on every error answer', () => {
   let open = 0;
   let hold: Promise<void> | undefined;
   let n = 0;
+  /** The gateway's warnings and the held store bodies' errors, quoted when an in-flight GET fails. */
+  const trail: string[] = [];
+  const log = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk, _enc, done) {
+        trail.push(String(chunk).trim());
+        done();
+      },
+    }),
+  );
 
   beforeAll(async () => {
     srv = await startS3rver({ buckets: ['own'] });
@@ -99,6 +111,10 @@ describe('store bodies are released on every error answer', () => {
       if (hold) {
         const gate = hold;
         const held = new PassThrough();
+        res.body.on('error', (err) => {
+          trail.push(`held store body: ${err.message}`);
+          held.destroy(err);
+        });
         void gate.then(() => res.body.pipe(held));
         held.on('close', () => res.body.destroy());
         body = held;
@@ -113,6 +129,7 @@ describe('store bodies are released on every error answer', () => {
         limits: { store_idle_timeout: WALK_IDLE },
       },
       [store],
+      { log },
     );
   });
   afterAll(async () => {
@@ -164,7 +181,7 @@ describe('store bodies are released on every error answer', () => {
       await new Promise((r) => setTimeout(r, 50));
       release();
       expect(await answer).toBe(c.status);
-      expect(await first).toBe(200);
+      expect(await first, trail.join('\n')).toBe(200);
     } finally {
       hold = undefined;
       release();
