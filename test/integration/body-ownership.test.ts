@@ -11,8 +11,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
-import pino from 'pino';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createS3Store } from '../../src/stores/s3.js';
 import type { GetResult } from '../../src/stores/types.js';
@@ -20,6 +19,7 @@ import { countingStore, type CountingStore } from '../helpers/counting-store.js'
 import { AUTH, TEST_TOKEN, startChildGateway, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
 import { eventually } from '../helpers/eventually.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 const KiB = 1024;
 /** The child's deadline; the in-process walk uses WALK_IDLE so a deadline cannot hide a leak. */
@@ -87,16 +87,7 @@ describe('store bodies are released on every error answer', () => {
   let hold: Promise<void> | undefined;
   let n = 0;
   /** The gateway's warnings and the held store bodies' errors, quoted when an in-flight GET fails. */
-  const trail: string[] = [];
-  const log = pino(
-    { level: 'warn' },
-    new Writable({
-      write(chunk, _enc, done) {
-        trail.push(String(chunk).trim());
-        done();
-      },
-    }),
-  );
+  const logs = captureLog('warn');
 
   beforeAll(async () => {
     srv = await startS3rver({ buckets: ['own'] });
@@ -112,7 +103,7 @@ describe('store bodies are released on every error answer', () => {
         const gate = hold;
         const held = new PassThrough();
         res.body.on('error', (err) => {
-          trail.push(`held store body: ${err.message}`);
+          logs.log.warn({ err }, 'held store body failed');
           held.destroy(err);
         });
         void gate.then(() => res.body.pipe(held));
@@ -129,7 +120,7 @@ describe('store bodies are released on every error answer', () => {
         limits: { store_idle_timeout: WALK_IDLE },
       },
       [store],
-      { log },
+      { log: logs.log },
     );
   });
   afterAll(async () => {
@@ -171,6 +162,7 @@ describe('store bodies are released on every error answer', () => {
   it.each(CASES.filter((c) => !c.missing))('in flight: $method with $name', async (c) => {
     const key = await fresh(64 * KiB);
     let release!: () => void;
+    const logged = logs.text().length;
     hold = new Promise<void>((r) => (release = r));
     try {
       // The first GET starts the fill and waits for its held bytes; the case joins that fill.
@@ -181,7 +173,7 @@ describe('store bodies are released on every error answer', () => {
       await new Promise((r) => setTimeout(r, 50));
       release();
       expect(await answer).toBe(c.status);
-      expect(await first, trail.join('\n')).toBe(200);
+      expect(await first, logs.text().slice(logged)).toBe(200);
     } finally {
       hold = undefined;
       release();

@@ -16,9 +16,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { pino } from 'pino';
 import { chromium, type Browser, type Response as PwResponse } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
@@ -28,6 +27,7 @@ import { createS3Store } from '../../src/stores/s3.js';
 import type { ObjectStore } from '../../src/stores/types.js';
 import { countingStore, type CountingStore } from '../helpers/counting-store.js';
 import { AUTH, TEST_TOKEN } from '../helpers/gateway.js';
+import { captureLog } from '../helpers/log-capture.js';
 import { s3StoreConfig, startS3rver, type S3rverInstance } from '../helpers/s3rver.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -98,7 +98,7 @@ describe.skipIf(missing.length > 0)('a browser playing and seeking a video throu
   let pageServer: http.Server;
   let browser: Browser;
   let video: Buffer;
-  let logged = '';
+  const logs = captureLog();
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'cg-video-'));
@@ -112,19 +112,13 @@ describe.skipIf(missing.length > 0)('a browser playing and seeking a video throu
     await uploader.put(KEY, Readable.from([video]), { contentLength: video.length, contentType: 'video/webm' });
 
     store = countingStore(s3('media'));
-    const capture = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logged += chunk.toString('utf8');
-        cb();
-      },
-    });
     const raw = {
       listen: '127.0.0.1:0',
       auth: { bearer_token: TEST_TOKEN, public_key: PUBLIC_KEY },
       cache: { max_memory: '64MiB', max_object_size: '32MiB' },
       stores: { media: { type: 'fs', root: '/nonexistent' } },
     };
-    gateway = createGateway(validateConfig(raw), { log: pino({ level: 'info' }, capture), stores: fromStores(new Map([[store.id, store]])) });
+    gateway = createGateway(validateConfig(raw), { log: logs.log, stores: fromStores(new Map([[store.id, store]])) });
     ({ url: gatewayUrl } = await gateway.listen('127.0.0.1', 0));
 
     const src = `${gatewayUrl}/media/${KEY}?sig=${sign({ b: 'media', p: KEY })}`;
@@ -251,10 +245,8 @@ describe.skipIf(missing.length > 0)('a browser playing and seeking a video throu
     // checked here: media.test.ts covers the accounting of hits and misses.)
     // (A line is written when its response closes, so give the last ones a moment.)
     const gets = () =>
-      logged
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as AccessLine)
+      logs
+        .lines<AccessLine>()
         .filter((l) => l.msg === 'request' && l.method === 'GET' && l.key === KEY);
     for (let i = 0; i < 100 && gets().length < seen.length; i++) await new Promise((r) => setTimeout(r, 20));
     const lines = gets();

@@ -7,8 +7,6 @@ import { createPrivateKey, randomBytes, sign as edSign } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFsStore } from '../../src/stores/fs.js';
 import type { ObjectStore, PutOptions } from '../../src/stores/types.js';
@@ -18,6 +16,7 @@ import { leave, parseResponses, rawExchange, until } from '../helpers/raw-http.j
 import { readAll } from '../helpers/store-bytes.js';
 import { BACKENDS } from '../helpers/backends.js';
 import { eventually } from '../helpers/eventually.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 const SEED = Buffer.alloc(32, 21);
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -50,17 +49,6 @@ function hostOf(url: string): string {
   return new URL(url).host;
 }
 
-/** A pino logger whose lines land in `lines`. */
-function capturingLogger(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), lines };
-}
 
 describe('request hardening on a directory store', () => {
   let dir: string;
@@ -68,7 +56,7 @@ describe('request hardening on a directory store', () => {
   let store: CountingStore;
   let gw: TestGateway;
   let putDelayMs = 0;
-  const captured = capturingLogger();
+  const captured = captureLog();
   const url = (key: string) => `${gw.url}/media/${key}`;
 
   beforeAll(async () => {
@@ -146,7 +134,7 @@ describe('request hardening on a directory store', () => {
       return real();
     };
     const before = (await stats(gw)).requests_total;
-    const linesBefore = captured.lines.length;
+    const linesBefore = captured.lines().length;
     await rawExchange(gw.url, [
       `GET /media/${key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TEST_TOKEN}\r\n\r\n`,
       () => new Promise((r) => setTimeout(r, 50)),
@@ -156,7 +144,7 @@ describe('request hardening on a directory store', () => {
     await new Promise((r) => setTimeout(r, 100));
     release();
     store.tap = undefined;
-    const line = () => captured.lines.slice(linesBefore).find((l) => l.msg === 'request' && l.key === key);
+    const line = () => captured.lines().slice(linesBefore).find((l) => l.msg === 'request' && l.key === key);
     expect(await eventually(() => line() !== undefined)).toBe(true);
     expect(line()!.completed).toBe(false);
     expect(line()!.method).toBe('GET');
@@ -173,7 +161,7 @@ describe('request hardening on a directory store', () => {
           leave,
         ],
       );
-      const putLine = () => captured.lines.slice(linesBefore).find((l) => l.msg === 'request' && l.key === 'leaving/put.txt');
+      const putLine = () => captured.lines().slice(linesBefore).find((l) => l.msg === 'request' && l.key === 'leaving/put.txt');
       expect(await eventually(() => putLine() !== undefined)).toBe(true);
       expect(putLine()).toMatchObject({ method: 'PUT', status: 200, completed: false });
       expect((await readFile(path.join(dir, 'leaving/put.txt'))).toString()).toBe(body);

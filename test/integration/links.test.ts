@@ -7,12 +7,11 @@ import { createPrivateKey, createPublicKey, sign as cryptoSign } from 'node:cryp
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { createGateway, type Gateway } from '../../src/gateway.js';
 import { startGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 interface Vectors {
   seed: string;
@@ -377,23 +376,17 @@ describe('logs', () => {
   const BEARER = 'log-secret-bearer-0123456789';
   let gw: Gateway;
   let url: string;
-  let captured = '';
+  const logs = captureLog('debug');
 
   beforeAll(async () => {
     const notADir = path.join(dir, 'regular-file');
     await writeFile(notADir, 'I am a file, not a directory');
-    const capture = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        captured += chunk.toString('utf8');
-        cb();
-      },
-    });
     const raw = {
       listen: '127.0.0.1:0',
       auth: { public_key: VECTORS.publicKey, bearer_token: BEARER },
       stores: { media: { type: 'fs', root }, broken: { type: 'fs', root: notADir } },
     };
-    gw = createGateway(validateConfig(raw), { log: pino({ level: 'debug' }, capture) });
+    gw = createGateway(validateConfig(raw), { log: logs.log });
     ({ url } = await gw.listen('127.0.0.1', 0));
   });
   afterAll(() => gw?.close());
@@ -420,14 +413,14 @@ describe('logs', () => {
     await new Promise((resolve) => setImmediate(resolve));
 
     // The store failure was logged, so the capture works.
-    expect(captured).toContain('GW_ERR_STORE');
-    expect(captured).toContain("store 'broken' failed");
+    expect(logs.text()).toContain('GW_ERR_STORE');
+    expect(logs.text()).toContain("store 'broken' failed");
     for (const [name, sig] of Object.entries(sigs)) {
-      expect(captured, name).not.toContain(sig);
+      expect(logs.text(), name).not.toContain(sig);
       // Neither half of it either.
-      for (const part of sig.split('.')) expect(captured, `${name} part`).not.toContain(part);
+      for (const part of sig.split('.')) expect(logs.text(), `${name} part`).not.toContain(part);
     }
-    expect(captured).not.toContain(BEARER);
-    expect(captured).not.toContain('wrong-secret-0123456789');
+    expect(logs.text()).not.toContain(BEARER);
+    expect(logs.text()).not.toContain('wrong-secret-0123456789');
   });
 });

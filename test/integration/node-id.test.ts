@@ -6,12 +6,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { AUTH, TEST_TOKEN, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { parseResponses, rawExchange } from '../helpers/raw-http.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 let dir: string;
 let root: string;
@@ -25,24 +24,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A pino logger whose lines the test can read back. */
-function capturedLogger(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return {
-    log: pino({ level: 'info' }, sink),
-    lines: () =>
-      text
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
 
 describe('server.node_id', () => {
   it('defaults to the hostname, is in /stats, and sends no X-CG-Node by default', async () => {
@@ -70,7 +51,7 @@ describe('server.node_id', () => {
 
   describe('with node_header: true', () => {
     let gw: TestGateway;
-    const logs = capturedLogger();
+    const logs = captureLog();
     beforeAll(async () => {
       gw = await startGateway({ server: { node_id: 'edge-7', node_header: true }, stores: { media: { type: 'fs', root } } }, undefined, {
         log: logs.log,
