@@ -39,26 +39,48 @@ export function typeFromExtension(key: string): string | undefined {
   return BY_EXTENSION[name.slice(dot + 1).toLowerCase()];
 }
 
-function startsWith(b: Buffer, sig: readonly number[], offset = 0): boolean {
+function startsWith(b: Buffer, sig: Uint8Array, offset = 0): boolean {
   if (b.length < offset + sig.length) return false;
   for (let i = 0; i < sig.length; i++) if (b[offset + i] !== sig[i]) return false;
   return true;
 }
 
-const ascii = (s: string) => [...s].map((c) => c.charCodeAt(0));
+// Signatures built once: a literal or a spread array here would be a fresh allocation per call,
+// and a first read of every extensionless or octet-stream object sniffs.
+const sig = (s: string | number[]): Uint8Array => (typeof s === 'string' ? Buffer.from(s, 'latin1') : Uint8Array.from(s));
+const PNG = sig([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const JPEG = sig([0xff, 0xd8, 0xff]);
+const GIF87 = sig('GIF87a');
+const GIF89 = sig('GIF89a');
+const RIFF = sig('RIFF');
+const WEBP = sig('WEBP');
+const WAVE = sig('WAVE');
+const PDF = sig('%PDF-');
+const ZIP = sig([0x50, 0x4b, 0x03, 0x04]);
+const ZIP_EMPTY = sig([0x50, 0x4b, 0x05, 0x06]);
+const GZIP = sig([0x1f, 0x8b]);
+const FTYP = sig('ftyp');
+const EBML = sig([0x1a, 0x45, 0xdf, 0xa3]);
+const OGG = sig('OggS');
+const ID3 = sig('ID3');
+const MP3 = sig([0xff, 0xfb]);
+const FLAC = sig('fLaC');
+const WOFF2 = sig('wOF2');
+const WOFF = sig('wOFF');
+const ZSTD = sig([0x28, 0xb5, 0x2f, 0xfd]);
 
 /** The type recognised from leading bytes, if any. */
 export function typeFromMagic(head: Buffer): string | undefined {
-  if (startsWith(head, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'image/png';
-  if (startsWith(head, [0xff, 0xd8, 0xff])) return 'image/jpeg';
-  if (startsWith(head, ascii('GIF87a')) || startsWith(head, ascii('GIF89a'))) return 'image/gif';
-  if (startsWith(head, ascii('RIFF')) && startsWith(head, ascii('WEBP'), 8)) return 'image/webp';
-  if (startsWith(head, ascii('RIFF')) && startsWith(head, ascii('WAVE'), 8)) return 'audio/wav';
-  if (startsWith(head, ascii('%PDF-'))) return 'application/pdf';
-  if (startsWith(head, [0x50, 0x4b, 0x03, 0x04]) || startsWith(head, [0x50, 0x4b, 0x05, 0x06])) return 'application/zip';
-  if (startsWith(head, [0x1f, 0x8b])) return 'application/gzip';
+  if (startsWith(head, PNG)) return 'image/png';
+  if (startsWith(head, JPEG)) return 'image/jpeg';
+  if (startsWith(head, GIF87) || startsWith(head, GIF89)) return 'image/gif';
+  if (startsWith(head, RIFF) && startsWith(head, WEBP, 8)) return 'image/webp';
+  if (startsWith(head, RIFF) && startsWith(head, WAVE, 8)) return 'audio/wav';
+  if (startsWith(head, PDF)) return 'application/pdf';
+  if (startsWith(head, ZIP) || startsWith(head, ZIP_EMPTY)) return 'application/zip';
+  if (startsWith(head, GZIP)) return 'application/gzip';
   // ISO BMFF: a box size, then 'ftyp'; the brand says MP4, QuickTime, AVIF or HEIC.
-  if (startsWith(head, ascii('ftyp'), 4)) {
+  if (startsWith(head, FTYP, 4)) {
     const brand = head.subarray(8, 12).toString('latin1');
     if (brand === 'avif' || brand === 'avis') return 'image/avif';
     if (brand === 'heic' || brand === 'heix' || brand === 'mif1') return 'image/heic';
@@ -67,21 +89,24 @@ export function typeFromMagic(head: Buffer): string | undefined {
     return 'video/mp4';
   }
   // EBML header: WebM or Matroska, told apart by the DocType.
-  if (startsWith(head, [0x1a, 0x45, 0xdf, 0xa3])) {
+  if (startsWith(head, EBML)) {
     return head.includes('webm', 0, 'latin1') ? 'video/webm' : 'video/x-matroska';
   }
-  if (startsWith(head, ascii('OggS'))) return 'audio/ogg';
-  if (startsWith(head, ascii('ID3')) || startsWith(head, [0xff, 0xfb])) return 'audio/mpeg';
-  if (startsWith(head, ascii('fLaC'))) return 'audio/flac';
-  if (startsWith(head, ascii('wOF2'))) return 'font/woff2';
-  if (startsWith(head, ascii('wOFF'))) return 'font/woff';
-  if (startsWith(head, [0x28, 0xb5, 0x2f, 0xfd])) return 'application/zstd';
+  if (startsWith(head, OGG)) return 'audio/ogg';
+  if (startsWith(head, ID3) || startsWith(head, MP3)) return 'audio/mpeg';
+  if (startsWith(head, FLAC)) return 'audio/flac';
+  if (startsWith(head, WOFF2)) return 'font/woff2';
+  if (startsWith(head, WOFF)) return 'font/woff';
+  if (startsWith(head, ZSTD)) return 'application/zstd';
   return undefined;
 }
 
 /** Whether the store's type is specific enough to serve as is. */
 export function isSpecificType(storeType: string | undefined): storeType is string {
-  return storeType !== undefined && !GENERIC_TYPES.has(storeType.split(';')[0]!.trim().toLowerCase());
+  if (storeType === undefined) return false;
+  // The common spellings match as they are; anything else is normalised first.
+  if (GENERIC_TYPES.has(storeType)) return false;
+  return !GENERIC_TYPES.has(storeType.split(';')[0]!.trim().toLowerCase());
 }
 
 /**

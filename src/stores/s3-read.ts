@@ -54,8 +54,12 @@ export function resolveS3ReadTarget(bucket: string, region: string, endpoint: st
   };
 }
 
+const UNRESERVED_KEY_RE = /^[A-Za-z0-9\-._~/]*$/;
+
 /** S3's URI encoding of a key: each segment percent-encoded (RFC 3986 unreserved kept), `/` kept. */
 export function encodeS3Key(key: string): string {
+  // Most keys need no escaping at all: keep them as they are (no split, no per-segment regex).
+  if (UNRESERVED_KEY_RE.test(key)) return key;
   return key
     .split('/')
     .map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
@@ -85,11 +89,15 @@ export interface S3ReaderOptions {
 /** Signed HEAD/GET on a keep-alive pool to one bucket's origin. */
 export class S3Reader {
   readonly #target: S3ReadTarget;
+  /** The signer's view of the target, built once: hostname without the port, and the port. */
+  readonly #signTarget: { protocol: string; hostname: string; port?: number };
   readonly #signer: SignatureV4;
   readonly #pool: ReadPool;
 
   constructor(options: S3ReaderOptions) {
     this.#target = options.target;
+    const t = options.target;
+    this.#signTarget = { protocol: t.protocol, hostname: t.host.replace(/:\d+$/, ''), ...(t.port !== undefined ? { port: t.port } : {}) };
     this.#signer = new SignatureV4({
       service: 's3',
       region: options.region,
@@ -111,10 +119,8 @@ export class S3Reader {
     if (req.ifMatch) headers['if-match'] = req.ifMatch;
     if (req.ifNoneMatch) headers['if-none-match'] = req.ifNoneMatch;
     const signed = await this.#signer.sign({
+      ...this.#signTarget,
       method: req.method,
-      protocol: t.protocol,
-      hostname: t.host.replace(/:\d+$/, ''),
-      ...(t.port !== undefined ? { port: t.port } : {}),
       path,
       query: {},
       headers,
