@@ -14,6 +14,9 @@
  *   BENCH_WARMUP=2s           an unmeasured wrk run per peer and object first (JIT, connection pools)
  *   BENCH_CONNECTIONS=64      wrk connections (and cold-miss client concurrency)
  *   BENCH_COLD_KEYS=1000      distinct keys per cold-miss run
+ *   BENCH_COLD_WARM=4000      distinct keys each peer misses on, unmeasured, before the cold-miss runs
+ *                             (a Node process needs a few thousand misses before V8 has optimised
+ *                             the miss path; the first BENCH_COLD_KEYS of them are reported apart)
  *   BENCH_HERD_CLIENTS=100    concurrent requests in the herd
  *   BENCH_HERD_DELAY_MS=100   origin delay during the herd
  *   BENCH_PUT_SIZE=1GiB       body of the PUT workload (KiB/MiB/GiB)
@@ -82,6 +85,7 @@ const opts = {
   warmup: process.env.BENCH_WARMUP || (QUICK ? '1s' : '2s'),
   connections: intEnv('BENCH_CONNECTIONS', 64),
   coldKeys: intEnv('BENCH_COLD_KEYS', QUICK ? 300 : 1000),
+  coldWarm: intEnv('BENCH_COLD_WARM', QUICK ? 300 : 4000),
   herdClients: intEnv('BENCH_HERD_CLIENTS', 100),
   herdDelayMs: intEnv('BENCH_HERD_DELAY_MS', 100),
   // Quick: still larger than the gateway's max_object_size (512 MiB), so it streams through uncached.
@@ -245,7 +249,7 @@ async function main() {
 
   setQuietBudget(opts.quietWaitSec * 1000);
   const root = makeTempDir('cachegate-bench-');
-  const plan = keyPlan({ coldKeys: opts.coldKeys, runs: opts.runs, diskObjects: opts.diskObjects, herdRuns: opts.runs });
+  const plan = keyPlan({ coldKeys: opts.coldKeys, coldWarm: opts.coldWarm, runs: opts.runs, diskObjects: opts.diskObjects, herdRuns: opts.runs });
   const results = {
     version: 1,
     date: new Date().toISOString(),
@@ -405,11 +409,25 @@ async function main() {
       ['origin', origin],
     ].filter(([, p]) => p);
     for (const [id] of targets) results.cold.targets[id] = [];
-    // Unmeasured: every peer misses on its own warm-up keys first.
+    // Every peer misses on the warm-up keys first. Only its first misses are measured (`fresh`):
+    // what a process that has just started pays, apart from the steady state measured below.
+    results.cold.fresh = { keys: plan.cold.freshCount, warmKeys: plan.cold.warmCount, targets: {} };
     for (const [id, peer] of targets) {
-      log(`cold misses warm-up: ${id} (${plan.cold.warmCount} keys)`);
+      log(`cold misses warm-up: ${id} (${plan.cold.warmCount} keys, the first ${plan.cold.freshCount} measured)`);
       const paths = Array.from({ length: plan.cold.warmCount }, (_, i) => objPath(plan.cold.warmKey(i)));
-      await client({ mode: 'cold', base: peer.base, paths, headers: peer.headers, concurrency: opts.connections }).catch((err) => log(`  failed: ${err.message}`));
+      try {
+        await quiet();
+        const first = await withServerCpu(
+          peer.proc?.pid,
+          () => client({ mode: 'cold', base: peer.base, paths: paths.slice(0, plan.cold.freshCount), headers: peer.headers, concurrency: opts.connections }),
+          (out) => out.requests,
+        );
+        results.cold.fresh.targets[id] = { rps: first.rps, serverCpuUsPerReq: first.serverCpuUsPerReq, errors: first.requests - first.ok };
+        log(`  first ${plan.cold.freshCount}: ${Math.round(first.rps)} req/s, ${Math.round(first.serverCpuUsPerReq ?? NaN)} µs CPU per miss`);
+        if (paths.length > plan.cold.freshCount) await client({ mode: 'cold', base: peer.base, paths: paths.slice(plan.cold.freshCount), headers: peer.headers, concurrency: opts.connections });
+      } catch (err) {
+        log(`  failed: ${err.message}`);
+      }
     }
     for (let run = 0; run < opts.runs; run++) {
       for (const [id, peer] of targets.map((_, i) => targets[(i + run) % targets.length])) {

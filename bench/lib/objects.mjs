@@ -41,7 +41,7 @@ export function formatSize(bytes) {
 }
 
 /** The key sets every workload uses. */
-export function keyPlan({ coldKeys, runs, diskObjects, herdRuns }) {
+export function keyPlan({ coldKeys, coldWarm = Math.min(200, coldKeys), runs, diskObjects, herdRuns }) {
   return {
     hot4k: { key: 'hot/4k.bin', size: 4 * KIB },
     hot1m: { key: 'hot/1m.bin', size: MIB },
@@ -52,8 +52,12 @@ export function keyPlan({ coldKeys, runs, diskObjects, herdRuns }) {
       perRun: coldKeys,
       runs,
       key: (run, i) => `cold/r${run}/${i}.bin`,
-      /** Asked once by every peer before the measured runs (JIT, connection pools to the origin). */
-      warmCount: Math.min(200, coldKeys),
+      /**
+       * Asked once by every peer before the measured runs (JIT, connection pools to the origin).
+       * The first `freshCount` of them are measured too: a fresh process's first misses.
+       */
+      warmCount: coldWarm,
+      freshCount: Math.min(coldKeys, coldWarm),
       warmKey: (i) => `cold/warm/${i}.bin`,
     },
     disk: { prefix: 'disk/', size: MIB, count: diskObjects, key: (i) => `disk/${i}.bin` },

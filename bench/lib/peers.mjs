@@ -62,7 +62,7 @@ export async function startOrigin({ dir, core }) {
 }
 
 /** The gateway from dist/, with a generated config. `cache` is the config's `cache:` block. */
-export async function startGateway({ name, label, dir, core, originPort, cache, publicKey, nodeArgs = [], auth = 'bearer', logLevel = 'warn' }) {
+export async function startGateway({ name, label, dir, core, originPort, cache, publicKey, nodeArgs = [], auth = 'bearer', logLevel = 'warn', main = DIST_MAIN }) {
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'gateway.yaml');
   // A fixed port rather than 0: at LOG_LEVEL=warn the gateway prints no "listening" line.
@@ -89,7 +89,7 @@ export async function startGateway({ name, label, dir, core, originPort, cache, 
   const proc = await startChild({
     name,
     cmd: process.execPath,
-    args: [...nodeArgs, DIST_MAIN, '--config', file],
+    args: [...nodeArgs, main, '--config', file],
     cwd: dir,
     // warn: no access line per request (nginx runs with access_log off too).
     env: { PATH: process.env.PATH, LOG_LEVEL: logLevel, NODE_NO_WARNINGS: '1' },

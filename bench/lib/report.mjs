@@ -120,12 +120,25 @@ function sections(results) {
   }
   if (results.cold) {
     const c = results.cold;
-    const rows = Object.entries(c.targets).map(([id, s]) => [LABELS[id] ?? id, int(s.rps), fix(s.serverCpuUsPerReq, 0), fix(s.p50Ms, 1), fix(s.p99Ms, 1), String(s.errors), fix(s.foreignCoresMax, 2)]);
+    const fresh = c.fresh?.targets ?? {};
+    const rows = Object.entries(c.targets).map(([id, s]) => [
+      LABELS[id] ?? id,
+      int(s.rps),
+      fix(s.serverCpuUsPerReq, 0),
+      fix(s.p50Ms, 1),
+      fix(s.p99Ms, 1),
+      String(s.errors),
+      fix(s.foreignCoresMax, 2),
+      fresh[id] ? `${int(fresh[id].rps)} req/s, ${fix(fresh[id].serverCpuUsPerReq, 0)} µs` : '',
+    ]);
     const g = c.targets.gateway?.rps;
+    const warmNote = c.fresh
+      ? ` Before the runs every peer misses on ${c.fresh.warmKeys} other keys, unmeasured except for the first ${c.fresh.keys}: the last column, what a process that has just started pays.`
+      : '';
     out.push({
       title: 'Cold misses',
-      note: `${c.keysPerRun} distinct ${formatSize(c.size)} keys per run, each asked once, ${o.connections} at a time (bench/client.mjs); median of ${o.runs} run(s).`,
-      columns: ['peer', 'req/s', 'CPU µs/req', 'p50 ms', 'p99 ms', 'errors', 'busy'],
+      note: `${c.keysPerRun} distinct ${formatSize(c.size)} keys per run, each asked once, ${o.connections} at a time (bench/client.mjs); median of ${o.runs} run(s).${warmNote}`,
+      columns: ['peer', 'req/s', 'CPU µs/req', 'p50 ms', 'p99 ms', 'errors', 'busy', `first ${c.fresh?.keys ?? ''} misses`],
       rows,
       after: [
         `gateway/nginx ${x2(ratio(g, c.targets.nginx?.rps))}, gateway/varnish ${x2(ratio(g, c.targets.varnish?.rps))}, gateway/origin ${x2(ratio(g, c.targets.origin?.rps))} in req/s`,
