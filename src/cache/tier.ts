@@ -7,6 +7,7 @@
  * `meta.size`), one slice of a large object (see `slices.ts`), or the metadata of a sliced object
  * alone (an empty body).
  */
+import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import type { CachedMeta, TierStats } from './types.js';
 
@@ -58,10 +59,32 @@ export interface CacheTier {
    * does commit: the core checks every entry's ETag against the object's before serving it.)
    */
   openWrite(key: string, meta: CachedMeta, bodyBytes: number | undefined): Writable | undefined;
+  /**
+   * Optional, for a tier whose writes are synchronous: hold a complete body at once, leaving the
+   * entry `openWrite(key, meta, body.length).end(body)` would, without a stream. Returns whether
+   * it is held. Callers go through `commitBody`.
+   */
+  put?(key: string, meta: CachedMeta, body: Buffer): boolean;
   delete(key: string): void;
   stats(): TierStats;
   /** Every entry's accounted size, for invariant checks. */
   sizes(): Iterable<number>;
+}
+
+/**
+ * Hand a complete body to a tier: at once where the tier offers `put`, else through its writer,
+ * resolving once the writer is done (committed, refused or failed: the tier reports its own
+ * failures). A finished fill's slice costs the memory tier no stream this way.
+ */
+export async function commitBody(tier: CacheTier, key: string, meta: CachedMeta, body: Buffer): Promise<void> {
+  if (tier.put) {
+    tier.put(key, meta, body);
+    return;
+  }
+  const w = tier.openWrite(key, meta, body.length);
+  if (!w) return;
+  w.end(body);
+  await once(w, 'close').catch(() => {});
 }
 
 /** A disk entry whose checksum failed while it was read: it was dropped; fetch again. */

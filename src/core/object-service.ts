@@ -14,7 +14,6 @@
  * buffer or a stream that owns everything it opened (destroying it releases all). Nothing here
  * holds an opened store body across a decision that could refuse the request.
  */
-import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { LRUCache } from 'lru-cache';
@@ -25,7 +24,7 @@ import type { StoreCacheConfig } from '../config/schema.js';
 import { INLINE_READ_MAX_BYTES, type DiskTier } from '../cache/disk-tier.js';
 import type { MemoryTier } from '../cache/memory-tier.js';
 import { objectKeyOf, sliceCount, sliceIndex, sliceKey } from '../cache/slices.js';
-import type { BodySpan, LookupOptions, TierHit } from '../cache/tier.js';
+import { commitBody, type BodySpan, type LookupOptions, type TierHit } from '../cache/tier.js';
 import type { CacheEntry, CachedMeta } from '../cache/types.js';
 import type { StoreRegistry } from '../stores/registry.js';
 import type { ByteRange, ObjectMeta, ObjectStore } from '../stores/types.js';
@@ -245,7 +244,7 @@ export class ObjectService {
       const promote = this.#placement.promoteOnDiskHit(ck, meta);
       const hit = await this.#wholeFromTier(ck, meta, 0, { start: 0, end: meta.size - 1 }, !promote);
       if (hit) {
-        if (promote) this.#o.memory.openWrite(ck, hit.meta, hit.length)?.end(hit.buffer);
+        if (promote) this.#o.memory.put(ck, hit.meta, hit.buffer);
         return { ...bufferRead(meta, hit.buffer, range, 'hit', hit.release), ...stale };
       }
     }
@@ -615,14 +614,7 @@ export class ObjectService {
   async #commitSlice(ck: string, i: number, meta: CachedMeta, body: Buffer): Promise<boolean> {
     const tiers = this.#placement.forFill(meta.size, body.length);
     const key = sliceKey(ck, i, meta.size, this.#S);
-    await Promise.all(
-      tiers.map(async (tier) => {
-        const w = tier.openWrite(key, meta, body.length);
-        if (!w) return;
-        w.end(body);
-        await once(w, 'close').catch(() => {});
-      }),
-    );
+    await Promise.all(tiers.map((tier) => commitBody(tier, key, meta, body)));
     return tiers.some((t) => t.has(key));
   }
 

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { finished } from 'node:stream/promises';
-import type { BodySpan, CacheTier, TierHit } from '../../src/cache/tier.js';
+import { commitBody, type BodySpan, type CacheTier, type TierHit } from '../../src/cache/tier.js';
 import type { CachedMeta, TierStats } from '../../src/cache/types.js';
 
 /** A tier under test, and how to wait for its background work (disk deletes). */
@@ -46,11 +46,9 @@ function view(h: TierHandle): TierUnderTest {
   const { tier } = h;
   return {
     tier,
+    // The core's way to hand a tier a complete body (`put` where the tier has it, else a writer).
     async put(key, m, body) {
-      const w = tier.openWrite(key, m, body.length);
-      if (!w) return;
-      w.end(body);
-      await finished(w).catch(() => {});
+      await commitBody(tier, key, m, body);
       await h.settled();
     },
     get: async (key, range) => readHit(await tier.lookup(key, range)),
@@ -189,6 +187,23 @@ export function describeCacheTierContract(name: string, factory: TierFactory): v
       expect(await tier.tier.peek('m')).toEqual(m);
       expect(tier.tier.has('m')).toBe(true);
       expect(await tier.tier.peek('nope')).toBeUndefined();
+    });
+
+    it('holds a complete body committed at once exactly as one written through a writer', async () => {
+      const body = randomBytes(5_000);
+      const m = meta(body.length);
+      await tier.put('at-once', m, body);
+      const w = tier.tier.openWrite('written', m, body.length)!;
+      w.end(body);
+      await finished(w);
+      expect((await tier.get('at-once'))!.equals(body)).toBe(true);
+      expect((await tier.get('written'))!.equals(body)).toBe(true);
+      expect(await tier.get('at-once', { start: 100, end: 199 })).toEqual(body.subarray(100, 200));
+      expect(await tier.tier.peek('at-once')).toEqual(await tier.tier.peek('written'));
+      const sizes = [...tier.sizes()];
+      expect(sizes).toHaveLength(2);
+      expect(sizes[0]).toBe(sizes[1]);
+      checkInvariant(tier, MAX);
     });
 
     it('commits a write only when it finishes, reading the metadata at that moment', async () => {
