@@ -133,7 +133,7 @@ function sections(results) {
     ]);
     const g = c.targets.gateway?.rps;
     const warmNote = c.fresh
-      ? ` Before the runs every peer misses on ${c.fresh.warmKeys} other keys, unmeasured except for the first ${c.fresh.keys}: the last column, what a process that has just started pays.`
+      ? ` Before the runs every peer misses on ${c.fresh.warmKeys} other keys, unmeasured except for the first ${c.fresh.keys}: the last column, a peer's first misses (what a process that has just started pays; in a full run the hit workloads came before).`
       : '';
     out.push({
       title: 'Cold misses',
