@@ -200,6 +200,7 @@ export function describeCacheTierContract(name: string, factory: TierFactory): v
       expect((await tier.get('written'))!.equals(body)).toBe(true);
       expect(await tier.get('at-once', { start: 100, end: 199 })).toEqual(body.subarray(100, 200));
       expect(await tier.tier.peek('at-once')).toEqual(await tier.tier.peek('written'));
+      // Both keys have one length: an entry's accounted size counts its key.
       const sizes = [...tier.sizes()];
       expect(sizes).toHaveLength(2);
       expect(sizes[0]).toBe(sizes[1]);
