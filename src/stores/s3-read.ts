@@ -3,16 +3,16 @@
  * keep-alive undici pool. On a cold miss about 40% of the gateway's CPU went to the SDK's
  * per-request machinery (endpoint rule evaluation, the middleware stack, response
  * deserialisation); a read needs none of it. What stays the SDK's own:
- * - the signer (`@smithy/signature-v4`, the one the SDK signs with; it caches signing keys);
  * - the credentials and region: the S3Client's resolved providers, so the default chain
  *   (environment, shared profile, web identity, container and instance metadata) and its
  *   refresh apply unchanged;
  * - writes (PutObject and lib-storage multipart), in `s3.ts`.
- * The endpoint (virtual-host or path style) is resolved once per store.
+ * The endpoint (virtual-host or path style) and the region are resolved once per store. Requests
+ * are signed by `sigv4.ts`, a SigV4 signer for reads only, which costs a quarter of the SDK's
+ * general one (`@smithy/signature-v4`; the tests check the two sign alike).
  */
-import { Hash } from '@smithy/hash-node';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { ReadPool, readErrorBody, type ReadRequest, type ReadResponse } from './http-read.js';
+import { ReadSigner } from './sigv4.js';
 
 /** Where a bucket's objects are reached: one origin, a path prefix, and the Host to sign. */
 export interface S3ReadTarget {
@@ -89,24 +89,16 @@ export interface S3ReaderOptions {
 /** Signed HEAD/GET on a keep-alive pool to one bucket's origin. */
 export class S3Reader {
   readonly #target: S3ReadTarget;
-  /** The signer's view of the target, built once: hostname without the port, and the port. */
-  readonly #signTarget: { protocol: string; hostname: string; port?: number };
-  readonly #signer: SignatureV4;
+  readonly #region: string | Provider<string>;
+  readonly #credentials: S3Credentials | Provider<S3Credentials>;
+  /** Made on first use, once the region is known. */
+  #signer: ReadSigner | undefined;
   readonly #pool: ReadPool;
 
   constructor(options: S3ReaderOptions) {
     this.#target = options.target;
-    const t = options.target;
-    this.#signTarget = { protocol: t.protocol, hostname: t.host.replace(/:\d+$/, ''), ...(t.port !== undefined ? { port: t.port } : {}) };
-    this.#signer = new SignatureV4({
-      service: 's3',
-      region: options.region,
-      credentials: options.credentials,
-      sha256: Hash.bind(null, 'sha256'),
-      // S3 signs the path as sent (already encoded once), unlike other services.
-      uriEscapePath: false,
-      applyChecksum: false,
-    });
+    this.#region = options.region;
+    this.#credentials = options.credentials;
     this.#pool = new ReadPool(options.target.origin, { connections: options.maxSockets, connectTimeoutMs: options.connectTimeoutMs });
   }
 
@@ -114,18 +106,20 @@ export class S3Reader {
   async sign(req: Omit<S3ReadRequest, 'signal'>): Promise<{ path: string; headers: Record<string, string> }> {
     const t = this.#target;
     const path = `${t.basePath}/${encodeS3Key(req.key)}`;
-    const headers: Record<string, string> = { host: t.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
-    if (req.range) headers.range = `bytes=${req.range.start}-${req.range.end}`;
-    if (req.ifMatch) headers['if-match'] = req.ifMatch;
-    if (req.ifNoneMatch) headers['if-none-match'] = req.ifNoneMatch;
-    const signed = await this.#signer.sign({
-      ...this.#signTarget,
-      method: req.method,
-      path,
-      query: {},
-      headers,
-    });
-    return { path, headers: signed.headers };
+    const signer = (this.#signer ??= new ReadSigner('s3', typeof this.#region === 'string' ? this.#region : await this.#region()));
+    const credentials = typeof this.#credentials === 'function' ? await this.#credentials() : this.#credentials;
+    const headers = signer.sign(
+      {
+        method: req.method,
+        path,
+        host: t.host,
+        range: req.range ? `bytes=${req.range.start}-${req.range.end}` : undefined,
+        ifMatch: req.ifMatch,
+        ifNoneMatch: req.ifNoneMatch,
+      },
+      credentials,
+    );
+    return { path, headers };
   }
 
   async request(req: S3ReadRequest): Promise<S3ReadResponse> {
