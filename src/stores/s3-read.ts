@@ -114,8 +114,9 @@ export class S3Reader {
         path,
         host: t.host,
         range: req.range ? `bytes=${req.range.start}-${req.range.end}` : undefined,
-        ifMatch: req.ifMatch,
-        ifNoneMatch: req.ifNoneMatch,
+        // An empty condition is no condition (as before this signer).
+        ifMatch: req.ifMatch || undefined,
+        ifNoneMatch: req.ifNoneMatch || undefined,
       },
       credentials,
     );

@@ -114,6 +114,28 @@ describe('S3Reader.sign', () => {
   });
 });
 
+describe('S3Reader.sign conditions', () => {
+  it('sends and signs If-Match and If-None-Match when given, and no empty condition', async () => {
+    const reader = new S3Reader({
+      target: resolveS3ReadTarget('media', 'us-east-1', 'http://127.0.0.1:9', true),
+      region: 'us-east-1',
+      credentials: CREDS,
+      maxSockets: 1,
+      connectTimeoutMs: 1000,
+    });
+    try {
+      const given = await reader.sign({ method: 'GET', key: 'k', ifMatch: '"v1"', ifNoneMatch: '"v0"' });
+      expect(given.headers['if-match']).toBe('"v1"');
+      expect(given.headers['if-none-match']).toBe('"v0"');
+      expect(given.headers.authorization).toBe(expectedAuthorization('GET', given.path, given.headers, 'us-east-1'));
+      const empty = await reader.sign({ method: 'GET', key: 'k', ifMatch: '', ifNoneMatch: '' });
+      expect(Object.keys(empty.headers).sort()).toEqual(['authorization', 'host', 'x-amz-content-sha256', 'x-amz-date']);
+    } finally {
+      await reader.close();
+    }
+  });
+});
+
 describe('ReadSigner', () => {
   afterEach(() => {
     vi.useRealTimers();
