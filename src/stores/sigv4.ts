@@ -6,7 +6,8 @@
  * headers, walks an exclusion list, and derives its signing-key cache key with an HMAC of the
  * credentials on every call. This one takes ~6 µs: the signed header set is fixed, and the
  * signing key is derived once per credentials object, day and region (AWS's documented
- * derivation; `test/unit/s3-read.test.ts` checks every signature against smithy's signer). The
+ * derivation; `test/unit/s3-read.test.ts` compares its signatures with smithy's signer, and
+ * `test/integration/s3-signatures.test.ts` verifies them on the wire). The
  * canonical request is hashed with the one-shot `crypto.hash` (0.3 µs against createHash's 0.9).
  * Credentials still come from the caller's provider on every request, so the SDK's default
  * chain and its refresh apply unchanged.

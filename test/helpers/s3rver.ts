@@ -28,7 +28,7 @@ export interface S3rverInstance {
   endpoint: string;
   /** Port the server actually bound. */
   port: number;
-  /** s3rver's fixed access key id (signatures are verified against it). */
+  /** s3rver's fixed access key id (checked; a SigV4 signature itself is not verified). */
   accessKeyId: 'S3RVER';
   /** s3rver's fixed secret access key. */
   secretAccessKey: 'S3RVER';

@@ -1,7 +1,8 @@
 /**
  * Credentials without static keys in the config:
  * - S3 with no access_key uses the AWS default credential chain; tested with environment
- *   credentials against s3rver (which verifies signatures), in a child gateway.
+ *   credentials against s3rver (which checks the access key id, not a SigV4 signature;
+ *   `s3-signatures.test.ts` checks those), in a child gateway.
  * - Azure `account_url` + `sas_token`, against Azurite (account SAS).
  * - Azure `account_url` alone uses a token credential (DefaultAzureCredential in production).
  *   Azurite takes bearer tokens only over HTTPS with its OAuth mode, and DefaultAzureCredential

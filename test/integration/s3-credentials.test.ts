@@ -1,7 +1,8 @@
 /**
  * S3 with no `access_key` in the config takes credentials from the AWS SDK's default provider
- * chain, here from the environment, and they reach s3rver (which checks every signature)
- * through the lean read path: HEAD, GET and ranged GET.
+ * chain, here from the environment, and they reach s3rver (which checks the access key id of
+ * a SigV4 request, not its signature; `s3-signatures.test.ts` checks those) through the lean
+ * read path: HEAD, GET and ranged GET.
  */
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
