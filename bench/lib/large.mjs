@@ -17,6 +17,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GIB, MIB } from './objects.mjs';
+import { prng } from './prng.mjs';
 import { startGateway, startNginx, startVarnish } from './peers.mjs';
 import { stopChild } from './procs.mjs';
 
@@ -24,17 +25,6 @@ export const LARGE_KEY = 'large/scrub-1g.bin';
 /** The object of the process warm-up (phase 0): other bytes, so the measured object stays cold. */
 export const WARMUP_KEY = 'large/warmup-256m.bin';
 const WARMUP_SIZE = 256 * MIB;
-
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function randomRanges(n, size, seed) {
   const rand = prng(seed);

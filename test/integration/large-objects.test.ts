@@ -15,6 +15,7 @@ import { createAzureStore } from '../../src/stores/azure.js';
 import { createFsStore } from '../../src/stores/fs.js';
 import { createS3Store } from '../../src/stores/s3.js';
 import type { ObjectStore } from '../../src/stores/types.js';
+import { prng } from '../../bench/lib/prng.mjs';
 import { startAzurite } from '../helpers/azurite.js';
 import { AUTH, startChildGateway, type ChildGateway } from '../helpers/gateway.js';
 import { bytesAt, objectSha, objectStream } from '../helpers/object-bytes.js';
@@ -137,18 +138,6 @@ async function settledCounters(gw: ChildGateway): Promise<{ gets: number; bytes:
     if (now.gets === last.gets && now.bytes === last.bytes) return now;
     last = now;
   }
-}
-
-/** A deterministic PRNG (mulberry32), so a failing seek can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 describe.each(backends)('large objects in slices over $name', (backend) => {
