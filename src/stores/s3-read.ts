@@ -12,7 +12,7 @@
  * general one (`@smithy/signature-v4`; the tests check the two sign alike).
  */
 import { ReadPool, readErrorBody, type ReadRequest, type ReadResponse } from './http-read.js';
-import { ReadSigner } from './sigv4.js';
+import { ReadSigner, type SigV4Credentials } from './sigv4.js';
 
 /** Where a bucket's objects are reached: one origin, a path prefix, and the Host to sign. */
 export interface S3ReadTarget {
@@ -70,10 +70,7 @@ export type S3ReadRequest = ReadRequest;
 export type S3ReadResponse = ReadResponse;
 
 /** Credentials as the SDK resolves them. */
-export interface S3Credentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
+export interface S3Credentials extends SigV4Credentials {
   expiration?: Date;
 }
 type Provider<T> = () => Promise<T>;

@@ -26,6 +26,22 @@ function amzDate(v: string): Date {
   return new Date(`${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6, 8)}T${v.slice(9, 11)}:${v.slice(11, 13)}:${v.slice(13, 15)}Z`);
 }
 
+/** The headers the SDK's signer gives a body-less S3 request with these headers, at `at`. */
+export async function sdkSignedHeaders(
+  req: { method: string; path: string; headers: Record<string, string> },
+  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string | undefined },
+  region: string,
+  at: Date,
+): Promise<Record<string, string>> {
+  const signer = new SignatureV4({ service: 's3', region, credentials, sha256: Hash.bind(null, 'sha256'), uriEscapePath: false, applyChecksum: false });
+  const [hostname, port] = req.headers.host!.split(':');
+  const signed = await signer.sign(
+    { protocol: 'http:', hostname: hostname!, ...(port ? { port: Number(port) } : {}), method: req.method, path: req.path, query: {}, headers: { ...req.headers } },
+    { signingDate: at },
+  );
+  return signed.headers as Record<string, string>;
+}
+
 /** Whether a request as received is signed right for `secret`, by the SDK's signer. */
 async function signatureHolds(req: http.IncomingMessage, secret: string): Promise<boolean> {
   const m = AUTH_RE.exec(String(req.headers.authorization ?? ''));
@@ -38,13 +54,8 @@ async function signatureHolds(req: http.IncomingMessage, secret: string): Promis
     if (typeof v !== 'string') return false;
     headers[name] = v;
   }
-  const signer = new SignatureV4({ service: 's3', region: region!, credentials: { accessKeyId: accessKeyId!, secretAccessKey: secret }, sha256: Hash.bind(null, 'sha256'), uriEscapePath: false, applyChecksum: false });
-  const [hostname, port] = headers.host!.split(':');
-  const signed = await signer.sign(
-    { protocol: 'http:', hostname: hostname!, ...(port ? { port: Number(port) } : {}), method: req.method!, path: req.url!, query: {}, headers },
-    { signingDate: amzDate(date) },
-  );
-  return signed.headers.authorization === req.headers.authorization;
+  const signed = await sdkSignedHeaders({ method: req.method!, path: req.url!, headers }, { accessKeyId: accessKeyId!, secretAccessKey: secret }, region!, amzDate(date));
+  return signed.authorization === req.headers.authorization;
 }
 
 /** Start a checking proxy on a free loopback port in front of `srv`. */
