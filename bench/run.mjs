@@ -238,7 +238,7 @@ async function main() {
     return 2;
   }
   const machine = machineInfo({ rootDir: ROOT_DIR, bins });
-  log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, node ${machine.node}`);
+  log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, node ${machine.node}${machine.benchNode !== machine.node ? ` (load generator and origin: ${machine.benchNode})` : ''}`);
   log(`peers found: nginx ${machine.nginx ?? 'NOT FOUND (apt-get install nginx)'}, varnish ${machine.varnish ?? 'NOT FOUND (apt-get install varnish)'}, wrk ${machine.wrk}`);
   log(
     SERVER_CORE === undefined

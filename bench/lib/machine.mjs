@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { PEER_NODE } from './peers.mjs';
 
 function firstLine(cmd, args, cwd) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd });
@@ -25,7 +26,10 @@ export function machineInfo({ rootDir, bins }) {
     cores: os.cpus().length,
     memGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
+    /** The Node the gateway (and raw node:http) ran on. */
+    node: PEER_NODE === process.execPath ? process.version : firstLine(PEER_NODE, ['--version']),
+    /** The Node of the load generator and the origin (the same in every run on one machine). */
+    benchNode: process.version,
     nginx: bins.nginx ? firstLine(bins.nginx, ['-v'])?.replace(/^nginx version:\s*/, '') : undefined,
     varnish: bins.varnishd ? /varnish-[\w.]+/.exec(firstLine(bins.varnishd, ['-V']) ?? '')?.[0] : undefined,
     wrk: bins.wrk ? /^wrk\s+(\S+)/.exec(firstLine(bins.wrk, ['-v']) ?? '')?.[1] : undefined,

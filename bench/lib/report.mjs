@@ -250,7 +250,7 @@ function renderMd(sec) {
 
 function machineLine(m) {
   return (
-    `${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}, nginx ${m.nginx ?? 'not found'}, ` +
+    `${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}${m.benchNode && m.benchNode !== m.node ? ` (load generator and origin on ${m.benchNode})` : ''}, nginx ${m.nginx ?? 'not found'}, ` +
     `${m.varnish ?? 'Varnish not found'}, wrk ${m.wrk}; commit ${m.commit?.slice(0, 12) ?? '?'}${m.dirty ? ' (src/ had uncommitted changes)' : ''}; ` +
     `load average ${m.loadavg1} at start`
   );
