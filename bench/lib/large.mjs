@@ -91,7 +91,9 @@ export async function largeObject({ origin, bins, root, core, client, log, quick
       const freshWarm = await client({ mode: 'seek', base: peer.base, path: `/bench/${WARMUP_KEY}`, headers: peer.headers, ranges: warmupRanges });
       await originQuiet(origin);
       await origin.reset();
+      const waitsBefore = id === 'gateway' ? await budgetWaits(peer) : undefined;
       const cold = await client({ mode: 'seek', base: peer.base, path: urlPath, headers: peer.headers, ranges: seekRanges });
+      const waitsAfter = id === 'gateway' ? await budgetWaits(peer) : undefined;
       const warmed = await client({ mode: 'seek', base: peer.base, path: urlPath, headers: peer.headers, ranges: warm });
       const stats = await originQuiet(origin);
       const rates = [];
@@ -109,15 +111,32 @@ export async function largeObject({ origin, bins, root, core, client, log, quick
         warmMbPerSec: median(rates.map((x) => x.mbPerSec)),
         correct: okAll,
         statuses: { cold: cold.statuses, warm: warmed.statuses },
+        // The gateway's fills that waited for max_fill_memory during the cold seeks (its /metrics).
+        ...(waitsBefore && waitsAfter ? { coldBudgetWaits: { count: waitsAfter.count - waitsBefore.count, ms: (waitsAfter.sum - waitsBefore.sum) * 1000 } } : {}),
       };
       log(
-        `large ${id}: store ${(stats.bytes / MIB).toFixed(0)} MiB in ${stats.requests} requests, cold-seek TTFB p50 ${cold.ttfbMs.p50.toFixed(1)} ms (max ${cold.ttfbMs.max.toFixed(1)}; fresh process p50 ${fresh.ttfbMs.p50.toFixed(1)}), warm ${Math.round(result.peers[id].warmRps)} req/s${okAll ? '' : ', ERRORS'}`,
+        `large ${id}: store ${(stats.bytes / MIB).toFixed(0)} MiB in ${stats.requests} requests, cold-seek TTFB p50 ${cold.ttfbMs.p50.toFixed(1)} ms (max ${cold.ttfbMs.max.toFixed(1)}; fresh process p50 ${fresh.ttfbMs.p50.toFixed(1)}), warm ${Math.round(result.peers[id].warmRps)} req/s${result.peers[id].coldBudgetWaits ? `, ${result.peers[id].coldBudgetWaits.count} fill-budget waits in the cold seeks (${result.peers[id].coldBudgetWaits.ms.toFixed(0)} ms)` : ''}${okAll ? '' : ', ERRORS'}`,
       );
     } finally {
       await stopChild(peer.proc);
     }
   }
   return result;
+}
+
+/** The gateway's fill-budget waits so far, from its /metrics: how many, and their total seconds. */
+async function budgetWaits(peer) {
+  try {
+    const text = await (await fetch(`${peer.base}/metrics`)).text();
+    const sum = (name) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    return { count: sum('cachegate_fill_budget_wait_seconds_count'), sum: sum('cachegate_fill_budget_wait_seconds_sum') };
+  } catch {
+    return undefined;
+  }
 }
 
 /** The markdown table of a large-object result, ratios against nginx-slice and Varnish. */
@@ -145,6 +164,11 @@ export function largeTable(r, date) {
         `- gateway / ${p.label}: store bytes ${ratio(g.storeBytes, p.storeBytes)}×, cold-seek TTFB p50 ${ratio(g.coldTtfbMs.p50, p.coldTtfbMs.p50)}× (fresh process ${ratio(g.freshTtfbMs?.p50, p.freshTtfbMs?.p50)}×), warm req/s ${ratio(g.warmRps, p.warmRps)}× (target: store bytes ≤ 1, TTFB ≤ 1 against nginx-slice).`,
       );
     }
+  }
+  if (g?.coldBudgetWaits) {
+    lines.push(
+      `- The gateway's fills that waited for room in \`max_fill_memory\` during the ${r.seeks} cold seeks (its \`cachegate_fill_budget_wait_seconds\`): ${g.coldBudgetWaits.count}, ${g.coldBudgetWaits.ms.toFixed(0)} ms in all.`,
+    );
   }
   for (const [id, p] of Object.entries(r.peers)) if (p.error) lines.push(`- ${id}: did not run (${p.error})`);
   return lines.join('\n');

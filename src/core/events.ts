@@ -22,6 +22,11 @@ export type CoreEvent =
   /** A stale copy served (core/freshness.ts): for a failing store, or while it is revalidated. */
   | { type: 'stale-served'; storeId: string; reason: 'error' | 'revalidating' }
   | { type: 'fill-done'; storeId: string; bytes: number; cached: boolean }
+  /**
+   * A reader's fill found the fill budget (`max_fill_memory`) full and waited `waitedMs` for
+   * room: `granted` it then started, else the reader was served uncached.
+   */
+  | { type: 'fill-budget-wait'; storeId: string; waitedMs: number; granted: boolean }
   /** Body bytes received from a store (fills and uncached reads), for "store bytes per client byte". */
   | { type: 'store-bytes'; storeId: string; bytes: number };
 

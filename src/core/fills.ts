@@ -125,7 +125,12 @@ export class Fills {
     const S = this.#o.sliceBytes;
     const reserveBytes = expected ? Math.max(0, sliceSpan(i, expected.size, S).end - i * S + 1) : S;
     const budget = this.#o.budget;
-    const ok = mode === 'try' ? budget.tryReserve(reserveBytes) : await budget.reserve(reserveBytes, this.#o.budgetWaitMs);
+    let ok = budget.tryReserve(reserveBytes);
+    if (!ok && mode === 'wait') {
+      const waitStarted = performance.now();
+      ok = await budget.reserve(reserveBytes, this.#o.budgetWaitMs);
+      this.#o.onEvent?.({ type: 'fill-budget-wait', storeId: store.id, waitedMs: performance.now() - waitStarted, granted: ok });
+    }
     if (!ok) return undefined;
     // While this fill waited for room, another may have started, or finished and been cached.
     const raced = this.get(ck, i);

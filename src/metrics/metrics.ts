@@ -96,6 +96,8 @@ interface BucketSeries {
   breaker: number;
   /** Store-call durations, indexed `op * 3 + outcome`. */
   readonly ops: Array<HistogramCell | undefined>;
+  /** Fill-budget waits: granted (0) and given up, served uncached (1). */
+  readonly budgetWaits: Array<HistogramCell | undefined>;
 }
 
 interface TierSeries {
@@ -141,6 +143,7 @@ export class Metrics {
   readonly #httpDuration: CellHistogram<'method' | 'status' | 'cache'>;
   readonly #upstreamLatency: CellHistogram<'method'>;
   readonly #storeDuration: CellHistogram<'bucket' | 'op' | 'outcome'>;
+  readonly #budgetWait: CellHistogram<'bucket' | 'outcome'>;
 
   constructor(options: MetricsOptions) {
     this.#tiers = options.tiers;
@@ -184,6 +187,15 @@ export class Metrics {
       name: 'cachegate_store_request_duration_seconds',
       help: 'Store call duration in seconds, until the store answers',
       labelNames: ['bucket', 'op', 'outcome'],
+      buckets: STORE_DURATION_BUCKETS_S,
+      registry,
+    });
+    // A slow first byte on a miss that is the gateway's own doing: a fill waited for
+    // max_fill_memory (core/fill-budget.ts). Only waits are observed, not fills that found room.
+    this.#budgetWait = new CellHistogram({
+      name: 'cachegate_fill_budget_wait_seconds',
+      help: 'Time a fill a reader needed waited for room in max_fill_memory (outcome granted: it then started; uncached: the reader was served straight from the store)',
+      labelNames: ['bucket', 'outcome'],
       buckets: STORE_DURATION_BUCKETS_S,
       registry,
     });
@@ -335,6 +347,12 @@ export class Metrics {
       case 'fill-done':
         bucket.fillBytes += e.bytes;
         return;
+      case 'fill-budget-wait': {
+        const outcome = e.granted ? 0 : 1;
+        const cell = (bucket.budgetWaits[outcome] ??= this.#budgetWait.cell({ bucket: e.storeId, outcome: e.granted ? 'granted' : 'uncached' }));
+        observeCell(cell, this.#budgetWait.bounds, e.waitedMs / 1000);
+        return;
+      }
       case 'store-bytes':
         bucket.storeBytes += e.bytes;
         return;
@@ -427,7 +445,7 @@ export class Metrics {
   #bucket(storeId: string): BucketSeries {
     let series = this.#buckets.get(storeId);
     if (!series) {
-      series = { coalesced: 0, fillBytes: 0, storeBytes: 0, retries: 0, hedges: 0, failFastBreaker: 0, failFastQueue: 0, staleOnError: 0, staleRevalidating: 0, breaker: 0, ops: [] };
+      series = { coalesced: 0, fillBytes: 0, storeBytes: 0, retries: 0, hedges: 0, failFastBreaker: 0, failFastQueue: 0, staleOnError: 0, staleRevalidating: 0, breaker: 0, ops: [], budgetWaits: [] };
       this.#buckets.set(storeId, series);
     }
     return series;

@@ -111,6 +111,9 @@ describe('createMetrics', () => {
     m.onCoreEvent({ type: 'coalesced', storeId: 'docs' });
     m.onCoreEvent({ type: 'fill-done', storeId: 'photos', bytes: 1000, cached: true });
     m.onCoreEvent({ type: 'fill-done', storeId: 'photos', bytes: 24, cached: false });
+    m.onCoreEvent({ type: 'fill-budget-wait', storeId: 'photos', waitedMs: 40, granted: true });
+    m.onCoreEvent({ type: 'fill-budget-wait', storeId: 'photos', waitedMs: 3, granted: true });
+    m.onCoreEvent({ type: 'fill-budget-wait', storeId: 'docs', waitedMs: 30_000, granted: false });
 
     m.onTierEvent({ type: 'hit', tier: 'memory' });
     m.onTierEvent({ type: 'hit', tier: 'memory' });
@@ -147,6 +150,14 @@ describe('createMetrics', () => {
     expect(store['bucket=photos,op=get,outcome=ok']).toMatchObject({ count: 2, sum: 0.1 });
     expect(store['bucket=photos,op=get,outcome=ok']?.buckets['0.05']).toBe(1);
     expect(store['bucket=photos,op=get,outcome=ok']?.buckets['0.1']).toBe(2);
+
+    const waits = histograms(p, 'cachegate_fill_budget_wait_seconds');
+    expect(Object.keys(waits).sort()).toEqual(['bucket=docs,outcome=uncached', 'bucket=photos,outcome=granted']);
+    expect(waits['bucket=photos,outcome=granted']?.count).toBe(2);
+    expect(waits['bucket=photos,outcome=granted']?.sum).toBeCloseTo(0.043, 12);
+    expect(waits['bucket=photos,outcome=granted']?.buckets['0.005']).toBe(1);
+    expect(waits['bucket=photos,outcome=granted']?.buckets['0.05']).toBe(2);
+    expect(waits['bucket=docs,outcome=uncached']).toMatchObject({ count: 1, sum: 30 });
 
     expect(samples(p, 'cachegate_coalesced_requests_total', 'counter')).toEqual({ 'bucket=photos': 2, 'bucket=docs': 1 });
     expect(samples(p, 'cachegate_fill_bytes_total', 'counter')).toEqual({ 'bucket=photos': 1024 });
