@@ -8,8 +8,8 @@
  * The Node servers under test (the gateway, raw node:http and the miss floor) run on `PEER_NODE`;
  * the origin, like the load generator, runs on the bench's own Node. `npm run bench:node24`
  * changes only the first, so a Node 24 run measures the gateway on Node 24 with the same
- * instruments as a run on the system Node (the herd's client alone took 15 ms to take in 100
- * answers from memory on Node 20 and 21-27 ms on Node 24, which the herd figure charged to
+ * instruments as a run on the system Node (the herd's client alone took 15-18 ms to take in 100
+ * answers from memory on Node 20 and 19-30 ms on Node 24, which the herd figure charged to
  * whichever peer it measured).
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';

@@ -49,15 +49,22 @@ describe('fill budget waits', () => {
     // The first object's slice GET answers only once the second reader is waiting for room.
     let letGo!: () => void;
     const gate = new Promise<void>((r) => (letGo = r));
+    let asked!: () => void;
+    const firstAsked = new Promise<void>((r) => (asked = r));
     store.tap = async (key, _opts, real) => {
-      if (key === 'wait/a.bin') await gate;
+      if (key === 'wait/a.bin') {
+        asked();
+        await gate;
+      }
       return real();
     };
     const first = get('wait/a.bin', 'bytes=0-999');
-    // Its fill holds the whole budget from before its GET: wait until it does.
-    await new Promise((r) => setTimeout(r, 200));
+    // A fill reserves its slice before its GET: once the store is asked, the budget is full.
+    await firstAsked;
     const second = get('wait/b.bin', 'bytes=0-999');
-    await new Promise((r) => setTimeout(r, 200));
+    // The second request reaches the budget with no store call before it (nothing is known of
+    // its object); give it ample time to get there.
+    await new Promise((r) => setTimeout(r, 300));
     letGo();
     const [ra, rb] = await Promise.all([first, second]);
     store.tap = undefined;
