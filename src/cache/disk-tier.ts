@@ -13,6 +13,7 @@
  * File names derive from a hash of the cache key, never from the key itself.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync, unlink as unlinkCb } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -21,7 +22,7 @@ import { LRUCache } from 'lru-cache';
 import { BLOCK_BYTES, BlockChecksums, encodeTrailer, FORMAT_MARKER, readTrailer, type Trailer } from './disk-format.js';
 import { BufferPool } from './buffer-pool.js';
 import { FileWrites } from './file-writes.js';
-import { CorruptEntryError, type BodySpan, type CacheTier, type LookupOptions, type TierHit } from './tier.js';
+import { CorruptEntryError, type BodySpan, type CacheTier, type EntryFile, type LookupOptions, type TierHit } from './tier.js';
 import type { CachedMeta, TierEventListener, TierStats } from './types.js';
 
 /** Reads up to this size come back as one verified buffer; larger ones as a verifying stream. */
@@ -38,6 +39,8 @@ const BLOCKS_PER_READ = 8;
 const FANOUT_DIRS = 256;
 /** Open entry files kept for hits (each with its trailer); reads in flight may hold more. */
 export const OPEN_HANDLES = 256;
+/** Entry files in flight together hold at most max_disk divided by this. */
+const IN_FLIGHT_FILE_SHARE = 8;
 
 export type DiskErrorOp = 'init' | 'write' | 'read' | 'scan' | 'evict';
 
@@ -88,6 +91,8 @@ export class DiskTier implements CacheTier {
   /** One per tier: whether the kernel holds writers back is a property of its disk. */
   readonly #writes = new FileWrites();
   #enabled = false;
+  /** Body bytes of entry files open for fills (openFile), not yet committed or released. */
+  #fileBytesInFlight = 0;
   #scanning = false;
   #scan: Promise<void> = Promise.resolve();
 
@@ -228,6 +233,44 @@ export class DiskTier implements CacheTier {
       if ((err as { code?: string }).code !== 'ERR_STREAM_PREMATURE_CLOSE') this.#o.onError?.('write', err);
     });
     return writer;
+  }
+
+  /**
+   * A slice fill's entry, written in place: its temporary file takes the bytes at their offsets
+   * as they arrive and gives them back at once. Writes are synchronous (FileWrites.writeNow), so
+   * none is offered while the disk holds writers back. On commit the body is read back and
+   * checksummed (what is served is what the file holds), the trailer written, and the file
+   * renamed into place.
+   */
+  openFile(key: string, bodyBytes: number): EntryFile | undefined {
+    if (!this.#enabled || !this.accepts(bodyBytes) || this.#writes.throttled) return undefined;
+    // Entry files count against max_disk only once committed: those in flight together stay
+    // within an eighth of it (past that, fills keep their bytes in memory, within the fill budget).
+    if (this.#fileBytesInFlight + bodyBytes > this.#o.maxBytes / IN_FLIGHT_FILE_SHARE) return undefined;
+    const tmp = path.join(this.#tmp, `${randomBytes(12).toString('hex')}.part`);
+    let fd: number;
+    try {
+      fd = openSync(tmp, 'wx+');
+    } catch (err) {
+      this.#o.onError?.('write', err);
+      return undefined;
+    }
+    this.#fileBytesInFlight += bodyBytes;
+    const file = new DiskEntryFile(fd, tmp, bodyBytes, this.#writes, async (trailer, meta) => {
+      const dest = this.#fileFor(key);
+      let committed = false;
+      await this.#chain(key, async () => {
+        if (file.released) return;
+        await rename(tmp, dest);
+        file.placed = true;
+        const bytes = bodyBytes + trailer.length;
+        this.#indexSet(key, { file: dest, bytes, meta });
+        this.#o.onEvent?.({ type: 'stored', tier: this.name, bytes });
+        committed = true;
+      });
+      return committed;
+    }, key, (err) => this.#o.onError?.('write', err), (p) => this.#track(p), () => (this.#fileBytesInFlight -= bodyBytes));
+    return file;
   }
 
   delete(key: string): void {
@@ -518,6 +561,87 @@ class DiskWriter extends Writable {
       await fh?.close().catch(() => {});
       if (!committed) await rm(this.#tmp, { force: true }).catch(() => {});
     })().finally(() => cb(err));
+  }
+}
+
+/** See `DiskTier.openFile`. */
+class DiskEntryFile implements EntryFile {
+  released = false;
+  /** Renamed into place: releasing it only closes the descriptor. */
+  placed = false;
+  #committing = false;
+
+  constructor(
+    readonly fd: number,
+    readonly tmp: string,
+    readonly bodyBytes: number,
+    readonly writes: FileWrites,
+    readonly place: (trailer: Buffer, meta: CachedMeta) => Promise<boolean>,
+    readonly key: string,
+    readonly onError: (err: unknown) => void,
+    readonly track: (p: Promise<unknown>) => void,
+    readonly onRelease: () => void,
+  ) {}
+
+  write(at: number, chunk: Buffer): void {
+    if (this.released) throw new Error('entry file released');
+    if (at < 0 || at + chunk.length > this.bodyBytes) throw new RangeError(`write of ${chunk.length} bytes at ${at} outside a body of ${this.bodyBytes}`);
+    this.writes.writeNow(this.fd, chunk, at);
+  }
+
+  read(at: number, length: number): Buffer {
+    if (this.released) throw new Error('entry file released');
+    const buf = Buffer.allocUnsafe(length);
+    for (let got = 0; got < length; ) {
+      const n = readSync(this.fd, buf, got, length - got, at + got);
+      if (n === 0) throw new Error(`entry file ended at ${at + got} of ${at + length}`);
+      got += n;
+    }
+    return buf;
+  }
+
+  commit(meta: CachedMeta): Promise<boolean> {
+    if (this.released || this.#committing) return Promise.resolve(false);
+    this.#committing = true;
+    const p = this.#commit(meta).catch((err: unknown) => {
+      this.onError(err);
+      return false;
+    });
+    this.track(p);
+    return p;
+  }
+
+  async #commit(meta: CachedMeta): Promise<boolean> {
+    // The block checksums of what the file holds, a MiB per event-loop turn.
+    const crcs: number[] = [];
+    const scratch = Buffer.allocUnsafe(Math.min(this.bodyBytes, 16 * BLOCK_BYTES));
+    for (let at = 0; at < this.bodyBytes; at += scratch.length) {
+      if (at > 0) await new Promise<void>((r) => setImmediate(r));
+      if (this.released) return false;
+      const n = Math.min(scratch.length, this.bodyBytes - at);
+      for (let got = 0; got < n; ) {
+        const r = readSync(this.fd, scratch, got, n - got, at + got);
+        if (r === 0) throw new Error(`entry file ended at ${at + got} of ${this.bodyBytes}`);
+        got += r;
+      }
+      for (let b = 0; b < n; b += BLOCK_BYTES) crcs.push(crc32(scratch.subarray(b, Math.min(b + BLOCK_BYTES, n))));
+    }
+    if (this.released) return false;
+    const trailer = encodeTrailer(this.key, meta, this.bodyBytes, crcs);
+    this.writes.writeNow(this.fd, trailer, this.bodyBytes);
+    return this.place(trailer, meta);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.onRelease();
+    try {
+      closeSync(this.fd);
+    } catch (err) {
+      this.onError(err);
+    }
+    if (!this.placed) unlinkCb(this.tmp, () => {});
   }
 }
 

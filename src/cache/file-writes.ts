@@ -53,6 +53,19 @@ export class FileWrites {
   }
 
   /**
+   * Write all of `buf` at `position` now, synchronously, in pieces (a fill's bytes as they
+   * arrive, read back at once). A write slower than `slowMs` switches the tier's other writes to
+   * the thread pool, and `throttled` tells new fills to keep their bytes in memory instead.
+   */
+  writeNow(fd: number, buf: Buffer, position: number): void {
+    const t0 = this.#now();
+    let done = 0;
+    while (done < buf.length) done += writeSync(fd, buf, done, Math.min(buf.length - done, this.#piece), position + done);
+    this.syncBatches++;
+    if (this.#now() - t0 > this.#slowMs) this.#asyncUntil = this.#now() + this.#holdMs;
+  }
+
+  /**
    * Write all of `buf` at `position`. `live()` is checked before every synchronous batch: it must
    * be false once anything may close `fh` (a raw descriptor closed meanwhile could be reused by
    * another file). A write that finds it false fails without writing.

@@ -65,10 +65,32 @@ export interface CacheTier {
    * it is held. Callers go through `commitBody`.
    */
   put?(key: string, meta: CachedMeta, body: Buffer): boolean;
+  /**
+   * Optional, for a tier that keeps bodies in files: an entry of `bodyBytes` written in place
+   * while it is read (a slice fill). `undefined` when the tier would not hold it, or cannot take
+   * synchronous writes now (a disk that holds writers back).
+   */
+  openFile?(key: string, bodyBytes: number): EntryFile | undefined;
   delete(key: string): void;
   stats(): TierStats;
   /** Every entry's accounted size, for invariant checks. */
   sizes(): Iterable<number>;
+}
+
+/**
+ * An entry's body in its file while it arrives. Bytes are written at their offsets in any order
+ * and can be read back at once (both synchronous, through the page cache), so a fill's readers
+ * read the file instead of a buffer and the fill holds no body in memory. The entry appears only
+ * on `commit` (which checksums what the file holds); `release()` closes the file, removing it
+ * unless it was committed. Nothing may be written or read after `release()`.
+ */
+export interface EntryFile {
+  write(at: number, chunk: Buffer): void;
+  /** `length` bytes from `at`, in a new buffer. */
+  read(at: number, length: number): Buffer;
+  /** Make the entry, with `meta`; resolves with whether the tier holds it. */
+  commit(meta: CachedMeta): Promise<boolean>;
+  release(): void;
 }
 
 /**

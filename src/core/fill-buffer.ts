@@ -9,12 +9,24 @@
  * Readers get copies of the filled part (a view could outlive a lent buffer); each is paced by its
  * own consumer, so a slow client never holds back the fill or the other readers.
  *
+ * Or the bytes go to the slice's entry file as they arrive (`file`: a disk-bound slice, see
+ * `EntryFile`), and readers read them back from it: the fill then holds no body in memory, and
+ * the file becomes the entry on commit.
+ *
  * A buffer may fill from an offset (`from`, a seek into the slice): bytes `from..size-1` arrive
  * first, then `0..from-1`. Byte `p` is filled when it lies in either filled run, and a read
  * takes the contiguous filled bytes from where it stands (`available`).
  */
 import { Readable } from 'node:stream';
 import type { Loan } from '../cache/buffer-pool.js';
+import type { EntryFile } from '../cache/tier.js';
+
+/**
+ * A fill's entry file is released with the fill's bytes (`release()`), except when the fill never
+ * commits and its readers finish from it (a fill a write or a change detached): then once no
+ * reader holds the fill any more.
+ */
+const unreleasedFiles = new FinalizationRegistry<EntryFile>((file) => file.release());
 
 export class FillBuffer {
   readonly size: number;
@@ -26,16 +38,27 @@ export class FillBuffer {
   readonly #wakers = new Set<() => void>();
 
   #loan: Loan | undefined;
+  #file: EntryFile | undefined;
   /** Where the fill starts: `from..size-1` first, then `0..from-1`. */
   readonly from: number;
 
-  /** A buffer of `size` bytes, of its own or out of `loan` (at least `size` bytes long), filled from `from`. */
-  constructor(size: number, loan?: Loan, from = 0) {
+  /**
+   * A buffer of `size` bytes, of its own, out of `loan` (at least `size` bytes long), or kept in
+   * `file`; filled from `from`.
+   */
+  constructor(size: number, loan?: Loan, from = 0, file?: EntryFile) {
     if (!(from >= 0 && (from < size || from === 0))) throw new RangeError(`fill start ${from} outside 0..${size - 1}`);
     this.size = size;
     this.from = from;
-    this.#loan = loan;
-    this.#buf = loan ? loan.buffer.subarray(0, size) : Buffer.allocUnsafeSlow(size);
+    this.#file = file;
+    this.#loan = file ? undefined : loan;
+    this.#buf = file ? Buffer.alloc(0) : loan ? loan.buffer.subarray(0, size) : Buffer.allocUnsafeSlow(size);
+    if (file) unreleasedFiles.register(this, file, this);
+  }
+
+  /** The entry file the bytes go to (`undefined`: they are in memory). */
+  get file(): EntryFile | undefined {
+    return this.#file;
   }
 
   /** How many bytes arrived so far (in fill order, not a position). */
@@ -67,6 +90,11 @@ export class FillBuffer {
     return this.#loan !== undefined;
   }
 
+  /** Whether readers may share views of the finished bytes (a buffer of its own, not lent, not a file). */
+  get shareable(): boolean {
+    return this.#loan === undefined && this.#file === undefined;
+  }
+
   /** Copy a chunk in. Throws when the store sends more bytes than it announced. */
   append(chunk: Buffer): void {
     if (this.#done || this.#error) return;
@@ -75,13 +103,21 @@ export class FillBuffer {
     }
     const at = (this.from + this.#filled) % Math.max(1, this.size);
     const first = Math.min(chunk.length, this.size - at);
-    chunk.copy(this.#buf, at, 0, first);
-    if (first < chunk.length) chunk.copy(this.#buf, 0, first);
+    if (this.#file) {
+      this.#file.write(at, first < chunk.length ? chunk.subarray(0, first) : chunk);
+      if (first < chunk.length) this.#file.write(0, chunk.subarray(first));
+    } else {
+      chunk.copy(this.#buf, at, 0, first);
+      if (first < chunk.length) chunk.copy(this.#buf, 0, first);
+    }
     this.#filled += chunk.length;
     this.#wake();
   }
 
-  /** Mark the fill complete. Throws when fewer bytes arrived than announced (a truncated body). */
+  /**
+   * Mark the fill complete. Throws when fewer bytes arrived than announced (a truncated body).
+   * The bytes, or an empty buffer when they are in `file`.
+   */
   finish(): Buffer {
     if (this.#filled !== this.size) {
       throw new Error(`store body ended after ${this.#filled} of ${this.size} bytes`);
@@ -103,6 +139,10 @@ export class FillBuffer {
     const loan = this.#loan;
     this.#loan = undefined;
     loan?.release();
+    if (this.#file) {
+      unreleasedFiles.unregister(this);
+      this.#file.release();
+    }
     this.#wake();
   }
 
@@ -120,7 +160,17 @@ export class FillBuffer {
 
   /** The first up to `n` bytes of the buffer filled so far (for sniffing a content type). */
   head(n: number): Buffer {
-    return this.#buf.subarray(0, Math.min(n, this.available(0)));
+    return this.copy(0, Math.min(n, this.available(0)));
+  }
+
+  /**
+   * A copy of up to `n` filled bytes from `start` (as many as follow it without a gap): a reader's
+   * own, valid after `release()`. Empty once released.
+   */
+  copy(start: number, n: number): Buffer {
+    const len = Math.min(n, this.available(start));
+    if (len <= 0 || this.#released) return Buffer.alloc(0);
+    return this.#file ? this.#file.read(start, len) : Buffer.from(this.#buf.subarray(start, start + len));
   }
 
   /** Resolves once byte `pos` is filled, or the fill ended or failed (check `available`/`error`). */
@@ -146,8 +196,9 @@ export class FillBuffer {
     return new FillReader(this, start, end);
   }
 
-  /** The filled bytes from `start`, up to `toExclusive` (a view: copy it out of a lent buffer). */
+  /** The filled bytes from `start`, up to `toExclusive`: a view where `shareable`, else a copy. */
   view(start: number, toExclusive: number): Buffer {
+    if (!this.shareable) return this.copy(start, toExclusive - start);
     return this.#buf.subarray(start, Math.min(toExclusive, start + this.available(start)));
   }
 
@@ -195,7 +246,7 @@ class FillReader extends Readable {
       return;
     }
     if (fill.available(this.#pos) > 0) {
-      const chunk = Buffer.from(fill.view(this.#pos, this.#endExclusive));
+      const chunk = fill.copy(this.#pos, this.#endExclusive - this.#pos);
       this.#pos += chunk.length;
       this.push(chunk);
       return;

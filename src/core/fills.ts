@@ -2,7 +2,10 @@
  * Slice fills: one ranged store GET per (object, slice) however many readers ask (singleflight).
  * A fill reserves its bytes from the fill budget, streams the store's answer into a FillBuffer of
  * the slice's size, and hands the finished slice to the tiers (`commit`); readers copy out of the
- * buffer as bytes arrive, so joining adds no wait and a slow reader never pins a fill.
+ * buffer as bytes arrive, so joining adds no wait and a slow reader never pins a fill. A slice
+ * that goes to disk only is filled into its entry file instead (`openFile`): readers read it back
+ * from the page cache, the commit makes the file the entry, and the fill is charged only
+ * FILE_FILL_BYTES, so cold seeks into large objects no longer wait for each other's slices.
  *
  * The fill owns the store body from the moment the store answers: it consumes it to the end or
  * destroys it, on every path, whatever its readers do.
@@ -21,6 +24,7 @@
 import type { Readable } from 'node:stream';
 import { StoreError } from '../errors.js';
 import type { Loan } from '../cache/buffer-pool.js';
+import type { EntryFile } from '../cache/tier.js';
 import type { CachedMeta } from '../cache/types.js';
 import { sliceSpan } from '../cache/slices.js';
 import type { ByteRange, GetResult, ObjectStore } from '../stores/types.js';
@@ -65,6 +69,12 @@ export interface FillsOptions {
   commit(ck: string, index: number, meta: CachedMeta, body: Buffer): Promise<boolean>;
   /** A reused buffer for `length` bytes of an object of `objectSize`, when its tiers let go of it once committed. */
   lend?(objectSize: number, length: number): Loan | undefined;
+  /**
+   * The entry file of slice `i` of `ck` (`length` bytes of an object of `objectSize`), when the
+   * slice goes to a tier that keeps files: the fill writes its bytes there as they arrive, its
+   * readers read them back, and committing the fill commits the file (FillBuffer, EntryFile).
+   */
+  openFile?(ck: string, i: number, objectSize: number, length: number): EntryFile | undefined;
   onEvent?: CoreEventListener | undefined;
 }
 
@@ -74,6 +84,13 @@ export interface FillsOptions {
  * request takes to answer.
  */
 export const SEEK_FIRST_MIN_BYTES = 1024 * 1024;
+
+/**
+ * What a fill whose bytes go to its entry file is charged against the fill budget: it holds no
+ * body, only the store's chunks on their way to the file (a socket read at a time), so the
+ * budget bounds how many run at once rather than their slices' bytes.
+ */
+export const FILE_FILL_BYTES = 64 * 1024;
 
 /** How a fill may wait for budget: a reader's fill waits a little, read-ahead never. */
 export type BudgetMode = 'wait' | 'try';
@@ -123,7 +140,12 @@ export class Fills {
       return existing;
     }
     const S = this.#o.sliceBytes;
-    const reserveBytes = expected ? Math.max(0, sliceSpan(i, expected.size, S).end - i * S + 1) : S;
+    const length = expected ? Math.max(0, sliceSpan(i, expected.size, S).end - i * S + 1) : S;
+    // A known object's disk-bound slice is filled into its entry file, opened now so that the
+    // fill is charged what it holds. (An unknown object's fill reserves a whole slice and
+    // lets go of the rest once the store's answer tells where its bytes go.)
+    let file = expected && length > 0 ? this.#o.openFile?.(ck, i, expected.size, length) : undefined;
+    const reserveBytes = file ? Math.min(length, FILE_FILL_BYTES) : length;
     const budget = this.#o.budget;
     let ok = budget.tryReserve(reserveBytes);
     if (!ok && mode === 'wait') {
@@ -131,14 +153,20 @@ export class Fills {
       ok = await budget.reserve(reserveBytes, this.#o.budgetWaitMs);
       this.#o.onEvent?.({ type: 'fill-budget-wait', storeId: store.id, waitedMs: performance.now() - waitStarted, granted: ok });
     }
-    if (!ok) return undefined;
+    if (!ok) {
+      file?.release();
+      return undefined;
+    }
     // While this fill waited for room, another may have started, or finished and been cached.
     const raced = this.get(ck, i);
     if (raced || cached?.()) {
+      file?.release();
       budget.release(reserveBytes);
       return raced ?? 'cached';
     }
-    return this.#start(store, key, ck, i, expected, reserveBytes, from);
+    const started = this.#start(store, key, ck, i, expected, reserveBytes, from, file);
+    file = undefined;
+    return started;
   }
 
   /** Forget every fill of `ck`: they finish, but never commit their bytes. */
@@ -159,7 +187,7 @@ export class Fills {
     if (m.size === 0) this.#byObject.delete(ck);
   }
 
-  #start(store: ObjectStore, key: string, ck: string, i: number, expected: CachedMeta | undefined, reserved: number, from: number): SliceFill {
+  #start(store: ObjectStore, key: string, ck: string, i: number, expected: CachedMeta | undefined, reserved: number, from: number, file: EntryFile | undefined): SliceFill {
     let settle!: () => void;
     const fill: SliceFill = {
       index: i,
@@ -181,7 +209,7 @@ export class Fills {
       this.#remove(ck, i, fill);
       settle();
     };
-    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, end, from);
+    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, end, from, file);
     // A failure before the first byte settles every waiter through `ready`.
     fill.ready.then(
       (r) => {
@@ -208,6 +236,32 @@ export class Fills {
     release: (bytes: number) => void,
     end: () => void,
     from: number,
+    opened: EntryFile | undefined,
+  ): Promise<FillReady> {
+    // The entry file until the FillBuffer owns it: released on every way out before that.
+    let file = opened;
+    try {
+      return await this.#fetch(store, key, ck, i, expected, fill, release, end, from, () => {
+        const f = file;
+        file = undefined;
+        return f;
+      });
+    } finally {
+      file?.release();
+    }
+  }
+
+  async #fetch(
+    store: ObjectStore,
+    key: string,
+    ck: string,
+    i: number,
+    expected: CachedMeta | undefined,
+    fill: SliceFill,
+    release: (bytes: number) => void,
+    end: () => void,
+    from: number,
+    takeFile: () => EntryFile | undefined,
   ): Promise<FillReady> {
     const S = this.#o.sliceBytes;
     const asked: ByteRange = expected ? sliceSpan(i, expected.size, S) : { start: i * S, end: (i + 1) * S - 1 };
@@ -239,7 +293,13 @@ export class Fills {
     }
     const length = span.end - span.start + 1;
     release(S - length > 0 && !expected ? S - length : 0);
-    const fb = new FillBuffer(length, this.#o.lend?.(size, length), seek);
+    let file = takeFile();
+    if (!file && !expected) {
+      // The first answer of an object: now its size says whether the slice goes to a file.
+      file = this.#o.openFile?.(ck, i, size, length);
+      if (file) release(length - Math.min(length, FILE_FILL_BYTES));
+    }
+    const fb = new FillBuffer(length, file ? undefined : this.#o.lend?.(size, length), seek, file);
     const started = performance.now();
     const sniff = !expected && i === 0 && sniffsType(key, res.meta.contentType, size, S);
     const storeMeta = res.meta;
@@ -290,7 +350,8 @@ export class Fills {
         publish();
         this.#o.onEvent?.({ type: 'store-bytes', storeId: store.id, bytes: length });
         // An invalidation may have detached this fill meanwhile: then it must not commit.
-        const commit = this.#isCurrent(ck, i, fill) ? this.#o.commit(ck, i, meta!, buffer) : Promise.resolve(false);
+        const current = this.#isCurrent(ck, i, fill);
+        const commit = !current ? Promise.resolve(false) : fb.file ? fb.file.commit(meta!) : this.#o.commit(ck, i, meta!, buffer);
         // Once a tier owns the bytes, the fill lets go of them (unless detached: its readers
         // finish from it), so a reader never pins a slice its tier evicted. Bytes no tier took
         // (an uncacheable object) stay for the readers of this fill.

@@ -163,7 +163,7 @@ export class ObjectService {
   /** Counts drops; a 404 learned across one is not remembered (it may predate a PUT). */
   #dropEpoch = 0;
   readonly #budget: FillBudget;
-  /** Reused fill buffers for disk-bound slices (placement.reusesFillBuffer). */
+  /** Reused fill buffers for disk-bound slices whose entry file could not be opened (placement.slicesOnDiskOnly). */
   readonly #sliceBuffers: BufferPool;
   readonly #S: number;
   /** Metadata of objects not cached (too large), so a range of one is a ranged store GET at once. */
@@ -188,7 +188,8 @@ export class ObjectService {
       learned: (ck, meta) => this.#learned(ck, meta),
       changed: (ck, etag) => void this.#dropVersion(ck, etag),
       commit: (ck, i, meta, body) => this.#commitSlice(ck, i, meta, body),
-      lend: (size, length) => (this.#placement.reusesFillBuffer(size) ? this.#sliceBuffers.lend(length) : undefined),
+      lend: (size, length) => (this.#placement.slicesOnDiskOnly(size) ? this.#sliceBuffers.lend(length) : undefined),
+      openFile: (ck, i, size, length) => (this.#placement.slicesOnDiskOnly(size) ? this.#o.disk?.openFile?.(sliceKey(ck, i, size, this.#S), length) : undefined),
       onEvent: options.onEvent,
     });
   }

@@ -7,9 +7,12 @@
  * - The slices of a large object go to disk when there is a disk tier, and to memory only when
  *   there is none; so do a PUT's, written through as the body streams. Memory keeps whole
  *   objects, which the hit path sends as they are; a slice is read in ranges, and from disk
- *   those come out of the page cache about as fast. A fill of a disk-bound slice then hands its
- *   buffer back once the slice is on disk, and the next fill reuses it (`reusesFillBuffer`):
- *   on this class of VM a fresh 8 MiB buffer costs 20-60 ms of page faults, a reused one 0.3 ms.
+ *   those come out of the page cache about as fast. A fill of a disk-bound slice
+ *   (`slicesOnDiskOnly`) therefore writes its bytes to the slice's entry file as they arrive and
+ *   its readers read them back from there, so it holds no slice in memory. Where the disk takes
+ *   no synchronous writes just then, it fills a reused buffer that comes back once the slice is
+ *   on disk: on this class of VM a fresh 8 MiB buffer costs 20-60 ms of page faults, a reused
+ *   one 0.3 ms.
  * - A disk hit is copied into memory only when memory has room for it, or when the object is
  *   asked for more often lately than the entry memory would evict for it (TinyLFU admission, on
  *   a frequency sketch of every read). Promoting every disk hit would, with a working set larger
@@ -91,10 +94,11 @@ export class Placement {
   }
 
   /**
-   * Whether a fill of an object of `objectSize` may take a reused buffer: no tier keeps the fill's
-   * buffer itself (its slices go to disk only), so it comes back once the slice is written.
+   * Whether the slices of an object of `objectSize` go to disk only: their fills then write to
+   * the entry file (or, failing that, take a reused buffer, since no tier keeps the fill's buffer
+   * itself and it comes back once the slice is written).
    */
-  reusesFillBuffer(objectSize: number): boolean {
+  slicesOnDiskOnly(objectSize: number): boolean {
     return this.sliced(objectSize) && this.#disk !== undefined && this.cacheable(objectSize);
   }
 

@@ -22,6 +22,8 @@ export interface TierFactory {
   cleanup(): Promise<void>;
   /** Bytes an entry costs beyond its body (metadata, headers), at most. */
   overheadBytes: number;
+  /** Whether the tier keeps bodies in files and so must offer `openFile`. */
+  files?: boolean;
 }
 
 /** The contract's view of a tier: every call goes through the CacheTier interface. */
@@ -239,5 +241,64 @@ export function describeCacheTierContract(name: string, factory: TierFactory): v
       expect(tier.stats().entries).toBe(1);
       checkInvariant(tier, MAX);
     });
+
+    // Only for a tier that keeps bodies in files (openFile).
+    if (factory.files === true) {
+    it('takes an entry file in any order, reads it back at once, and makes the entry only on commit', async () => {
+      const body = randomBytes(100_000);
+      const f = tier.tier.openFile!('filled', body.length)!;
+      expect(f).toBeDefined();
+      // A seek's bytes first, then the part before them, as a seek-first fill writes them.
+      f.write(75_000, body.subarray(75_000));
+      expect(f.read(75_000, 100).equals(body.subarray(75_000, 75_100))).toBe(true);
+      f.write(0, body.subarray(0, 75_000));
+      expect(f.read(0, body.length).equals(body)).toBe(true);
+      expect(tier.tier.has('filled')).toBe(false);
+      expect(await f.commit(meta(body.length))).toBe(true);
+      // Readers still holding it read on until it is released.
+      expect(f.read(99_000, 1000).equals(body.subarray(99_000))).toBe(true);
+      f.release();
+      expect(() => f.read(0, 1)).toThrow();
+      expect((await tier.get('filled'))!.equals(body)).toBe(true);
+      expect((await tier.get('filled', { start: 70_000, end: 90_000 }))!.equals(body.subarray(70_000, 90_001))).toBe(true);
+      checkInvariant(tier, MAX);
+    });
+
+    it('leaves nothing when an entry file is released before its commit, and refuses writes outside its body', async () => {
+      await tier.put('kept', meta(10), Buffer.alloc(10, 7));
+      const f = tier.tier.openFile!('kept', 1000)!;
+      f.write(0, Buffer.alloc(500, 1));
+      expect(() => f.write(900, Buffer.alloc(101))).toThrow(RangeError);
+      f.release();
+      expect(await f.commit(meta(1000))).toBe(false);
+      const late = tier.tier.openFile!('late', 1000)!;
+      late.write(0, Buffer.alloc(1000, 2));
+      const committing = late.commit(meta(1000));
+      late.release(); // before the commit placed it
+      expect(await committing).toBe(false);
+      expect((await tier.get('kept'))!.equals(Buffer.alloc(10, 7))).toBe(true);
+      expect(await tier.get('late')).toBeUndefined();
+      expect(tier.stats().entries).toBe(1);
+      expect(tier.tier.openFile!('huge', 2 * MAX)).toBeUndefined();
+      checkInvariant(tier, MAX);
+    });
+
+    it('bounds the entry files in flight together, and takes one again once another is released', async () => {
+      const open = [];
+      for (let n = 0; n < 1000; n++) {
+        const f = tier.tier.openFile!(`inflight-${n}`, 10_000);
+        if (!f) break;
+        open.push(f);
+      }
+      expect(open.length).toBeGreaterThan(0);
+      expect(open.length).toBeLessThan(1000);
+      expect(tier.tier.openFile!('one-more', 10_000)).toBeUndefined();
+      open.pop()!.release();
+      const again = tier.tier.openFile!('one-more', 10_000);
+      expect(again).toBeDefined();
+      again!.release();
+      for (const f of open) f.release();
+    });
+    }
   });
 }

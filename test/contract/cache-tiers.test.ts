@@ -21,6 +21,7 @@ describeCacheTierContract('memory', {
 const dirs: string[] = [];
 describeCacheTierContract('disk', {
   overheadBytes: 300,
+  files: true,
   async make(maxBytes, maxEntryBytes) {
     const dir = await mkdtemp(path.join(tmpdir(), 'cg-disk-contract-'));
     dirs.push(dir);

@@ -43,11 +43,11 @@ describe('Placement: where bodies go', () => {
     expect(p.forFill(S + 1, S).map((t) => t.name)).toEqual(['disk']);
     expect(p.forPut(S + 1, S).map((t) => t.name)).toEqual(['disk']);
     expect(p.forPut(MiB, MiB).map((t) => t.name)).toEqual(['memory', 'disk']);
-    expect(p.reusesFillBuffer(S + 1)).toBe(true);
-    expect(p.reusesFillBuffer(S)).toBe(false);
+    expect(p.slicesOnDiskOnly(S + 1)).toBe(true);
+    expect(p.slicesOnDiskOnly(S)).toBe(false);
     // Past max_object_size nothing is cached, so no fill commits and none reuses.
     expect(p.forFill(2048 * MiB, S)).toEqual([]);
-    expect(p.reusesFillBuffer(2048 * MiB)).toBe(false);
+    expect(p.slicesOnDiskOnly(2048 * MiB)).toBe(false);
     // The metadata entry of a sliced object is kept in both tiers.
     expect(p.forMeta(S + 1).map((t) => t.name)).toEqual(['memory', 'disk']);
   });
@@ -56,7 +56,7 @@ describe('Placement: where bodies go', () => {
     const memory = createMemoryTier({ maxBytes: 64 * MiB });
     const p = new Placement(limits(false), memory, undefined);
     expect(p.forFill(S + 1, S).map((t) => t.name)).toEqual(['memory']);
-    expect(p.reusesFillBuffer(S + 1)).toBe(false);
+    expect(p.slicesOnDiskOnly(S + 1)).toBe(false);
     expect(p.forPut(S + 1, S)).toEqual([]);
     expect(p.forPut(MiB, MiB).map((t) => t.name)).toEqual(['memory']);
   });
