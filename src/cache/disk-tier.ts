@@ -41,6 +41,8 @@ const FANOUT_DIRS = 256;
 export const OPEN_HANDLES = 256;
 /** Entry files in flight together hold at most max_disk divided by this. */
 const IN_FLIGHT_FILE_SHARE = 8;
+/** How long no entry file is offered after a write to one failed. */
+const FILES_OFF_MS = 5_000;
 
 export type DiskErrorOp = 'init' | 'write' | 'read' | 'scan' | 'evict';
 
@@ -93,6 +95,8 @@ export class DiskTier implements CacheTier {
   #enabled = false;
   /** Body bytes of entry files open for fills (openFile), not yet committed or released. */
   #fileBytesInFlight = 0;
+  /** After a write to an entry file failed (a full or failing disk), none is offered until then. */
+  #filesOffUntil = -Infinity;
   #scanning = false;
   #scan: Promise<void> = Promise.resolve();
 
@@ -243,7 +247,7 @@ export class DiskTier implements CacheTier {
    * renamed into place.
    */
   openFile(key: string, bodyBytes: number): EntryFile | undefined {
-    if (!this.#enabled || !this.accepts(bodyBytes) || this.#writes.throttled) return undefined;
+    if (!this.#enabled || !this.accepts(bodyBytes) || this.#writes.throttled || performance.now() < this.#filesOffUntil) return undefined;
     // Entry files count against max_disk only once committed: those in flight together stay
     // within an eighth of it (past that, fills keep their bytes in memory, within the fill budget).
     if (this.#fileBytesInFlight + bodyBytes > this.#o.maxBytes / IN_FLIGHT_FILE_SHARE) return undefined;
@@ -269,7 +273,7 @@ export class DiskTier implements CacheTier {
         committed = true;
       });
       return committed;
-    }, key, (err) => this.#o.onError?.('write', err), (p) => this.#track(p), () => (this.#fileBytesInFlight -= bodyBytes));
+    }, key, (err) => this.#o.onError?.('write', err), (p) => this.#track(p), () => (this.#fileBytesInFlight -= bodyBytes), () => (this.#filesOffUntil = performance.now() + FILES_OFF_MS));
     return file;
   }
 
@@ -581,12 +585,19 @@ class DiskEntryFile implements EntryFile {
     readonly onError: (err: unknown) => void,
     readonly track: (p: Promise<unknown>) => void,
     readonly onRelease: () => void,
+    readonly onWriteFailed: () => void,
   ) {}
 
   write(at: number, chunk: Buffer): void {
     if (this.released) throw new Error('entry file released');
     if (at < 0 || at + chunk.length > this.bodyBytes) throw new RangeError(`write of ${chunk.length} bytes at ${at} outside a body of ${this.bodyBytes}`);
-    this.writes.writeNow(this.fd, chunk, at);
+    try {
+      this.writes.writeNow(this.fd, chunk, at);
+    } catch (err) {
+      this.onError(err);
+      this.onWriteFailed();
+      throw err;
+    }
   }
 
   read(at: number, length: number): Buffer {

@@ -46,11 +46,19 @@ export class FillBuffer {
    * A buffer of `size` bytes, of its own, out of `loan` (at least `size` bytes long), or kept in
    * `file`; filled from `from`.
    */
-  constructor(size: number, loan?: Loan, from = 0, file?: EntryFile) {
+  readonly #spill: (() => boolean) | undefined;
+
+  /**
+   * `spill` is asked, when a write to `file` fails (a full or failing disk), for room in memory
+   * for the whole buffer: when it grants it, the bytes so far are read back and the fill goes on
+   * in memory, its readers unaffected; else the append throws and the fill fails.
+   */
+  constructor(size: number, loan?: Loan, from = 0, file?: EntryFile, spill?: () => boolean) {
     if (!(from >= 0 && (from < size || from === 0))) throw new RangeError(`fill start ${from} outside 0..${size - 1}`);
     this.size = size;
     this.from = from;
     this.#file = file;
+    this.#spill = spill;
     this.#loan = file ? undefined : loan;
     this.#buf = file ? Buffer.alloc(0) : loan ? loan.buffer.subarray(0, size) : Buffer.allocUnsafeSlow(size);
     if (file) unreleasedFiles.register(this, file, this);
@@ -104,14 +112,38 @@ export class FillBuffer {
     const at = (this.from + this.#filled) % Math.max(1, this.size);
     const first = Math.min(chunk.length, this.size - at);
     if (this.#file) {
-      this.#file.write(at, first < chunk.length ? chunk.subarray(0, first) : chunk);
-      if (first < chunk.length) this.#file.write(0, chunk.subarray(first));
-    } else {
+      try {
+        this.#file.write(at, first < chunk.length ? chunk.subarray(0, first) : chunk);
+        if (first < chunk.length) this.#file.write(0, chunk.subarray(first));
+      } catch (err) {
+        if (!this.#toMemory()) throw err;
+      }
+    }
+    if (!this.#file) {
       chunk.copy(this.#buf, at, 0, first);
       if (first < chunk.length) chunk.copy(this.#buf, 0, first);
     }
     this.#filled += chunk.length;
     this.#wake();
+  }
+
+  /** Move the bytes from the file into a buffer of its own (see `spill`); false when not granted or unreadable. */
+  #toMemory(): boolean {
+    const file = this.#file!;
+    if (!this.#spill?.()) return false;
+    const buf = Buffer.allocUnsafeSlow(this.size);
+    try {
+      const tail = Math.min(this.#filled, this.size - this.from);
+      if (tail > 0) file.read(this.from, tail).copy(buf, this.from);
+      if (this.#filled > tail) file.read(0, this.#filled - tail).copy(buf, 0);
+    } catch {
+      return false;
+    }
+    this.#buf = buf;
+    this.#file = undefined;
+    unreleasedFiles.unregister(this);
+    file.release();
+    return true;
   }
 
   /**

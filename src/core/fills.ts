@@ -203,13 +203,19 @@ export class Fills {
       held -= n;
       this.#o.budget.release(n);
     };
+    /** More room, now or not at all (a file fill whose disk failed moves its bytes to memory). */
+    const reserve = (bytes: number) => {
+      if (fill.over || !this.#o.budget.tryReserve(bytes)) return false;
+      held += bytes;
+      return true;
+    };
     const end = () => {
       fill.over = true;
       release(held);
       this.#remove(ck, i, fill);
       settle();
     };
-    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, end, from, file);
+    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, reserve, end, from, file);
     // A failure before the first byte settles every waiter through `ready`.
     fill.ready.then(
       (r) => {
@@ -234,6 +240,7 @@ export class Fills {
     expected: CachedMeta | undefined,
     fill: SliceFill,
     release: (bytes: number) => void,
+    reserve: (bytes: number) => boolean,
     end: () => void,
     from: number,
     opened: EntryFile | undefined,
@@ -241,7 +248,7 @@ export class Fills {
     // The entry file until the FillBuffer owns it: released on every way out before that.
     let file = opened;
     try {
-      return await this.#fetch(store, key, ck, i, expected, fill, release, end, from, () => {
+      return await this.#fetch(store, key, ck, i, expected, fill, release, reserve, end, from, () => {
         const f = file;
         file = undefined;
         return f;
@@ -259,6 +266,7 @@ export class Fills {
     expected: CachedMeta | undefined,
     fill: SliceFill,
     release: (bytes: number) => void,
+    reserve: (bytes: number) => boolean,
     end: () => void,
     from: number,
     takeFile: () => EntryFile | undefined,
@@ -299,7 +307,8 @@ export class Fills {
       file = this.#o.openFile?.(ck, i, size, length);
       if (file) release(length - Math.min(length, FILE_FILL_BYTES));
     }
-    const fb = new FillBuffer(length, file ? undefined : this.#o.lend?.(size, length), seek, file);
+    // Should the disk fail mid-fill, the bytes move to memory when the budget has room for them.
+    const fb = new FillBuffer(length, file ? undefined : this.#o.lend?.(size, length), seek, file, file ? () => reserve(length) : undefined);
     const started = performance.now();
     const sniff = !expected && i === 0 && sniffsType(key, res.meta.contentType, size, S);
     const storeMeta = res.meta;

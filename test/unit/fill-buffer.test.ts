@@ -3,9 +3,14 @@ import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
 
-import { describe, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { BufferPool } from '../../src/cache/buffer-pool.js';
+import { createDiskTier, type DiskTier } from '../../src/cache/disk-tier.js';
+import type { EntryFile } from '../../src/cache/tier.js';
 import { FillBuffer } from '../../src/core/fill-buffer.js';
 
 async function collect(reader: Readable): Promise<Buffer> {
@@ -334,5 +339,73 @@ describe('FillBuffer filled from a seek', () => {
     expect(() => new FillBuffer(100, undefined, 100)).toThrow(RangeError);
     expect(() => new FillBuffer(100, undefined, -1)).toThrow(RangeError);
     expect(() => new FillBuffer(0, undefined, 0)).not.toThrow();
+  });
+});
+
+describe('FillBuffer over an entry file', () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  /** A real disk tier's entry file; `failAfter` bytes in, its writes fail as a full disk's would. */
+  async function entryFile(size: number, failAfter = Infinity): Promise<{ file: EntryFile; tier: DiskTier }> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cg-fillfile-'));
+    dirs.push(dir);
+    const tier = createDiskTier({ dir, maxBytes: 64 * 2 ** 20 });
+    await tier.start();
+    const real = tier.openFile('k', size)!;
+    let written = 0;
+    const file: EntryFile = {
+      write(at, chunk) {
+        if (written + chunk.length > failAfter) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+        written += chunk.length;
+        real.write(at, chunk);
+      },
+      read: (at, n) => real.read(at, n),
+      commit: (m) => real.commit(m),
+      release: () => real.release(),
+    };
+    return { file, tier };
+  }
+
+  it('holds no bytes in memory: readers read what the file holds, in any fill order, and the commit makes the entry', async () => {
+    const data = randomBytes(300_000);
+    const { file, tier } = await entryFile(data.length);
+    const fill = new FillBuffer(data.length, undefined, 200_000, file);
+    expect(fill.shareable).toBe(false);
+    const whole = collect(fill.createReader());
+    for (const c of chunksOf(data.subarray(200_000))) fill.append(c);
+    expect(fill.copy(200_000, 50).equals(data.subarray(200_000, 200_050))).toBe(true);
+    expect(fill.available(0)).toBe(0);
+    for (const c of chunksOf(data.subarray(0, 200_000))) fill.append(c);
+    expect(fill.finish().length).toBe(0);
+    expect((await whole).equals(data)).toBe(true);
+    expect(await file.commit({ size: data.length, etag: '"e"', lastModifiedMs: undefined, contentType: 'application/octet-stream', cachedAtMs: 0 })).toBe(true);
+    fill.release();
+    expect(fill.copy(0, 10).length).toBe(0);
+    const hit = await tier.lookup('k', { start: 0, end: data.length - 1 });
+    const got = hit?.buffer ?? (await collect(hit!.stream!));
+    expect(got.equals(data)).toBe(true);
+  });
+
+  it('moves its bytes to memory when the disk fails mid-fill and the budget has room, and fails when it has none', async () => {
+    const data = randomBytes(300_000);
+    const granted = await entryFile(data.length, 150_000);
+    let asked = 0;
+    const fill = new FillBuffer(data.length, undefined, 100_000, granted.file, () => (asked++, true));
+    const whole = collect(fill.createReader());
+    for (const c of chunksOf(data.subarray(100_000))) fill.append(c);
+    for (const c of chunksOf(data.subarray(0, 100_000))) fill.append(c);
+    expect(asked).toBe(1);
+    expect(fill.file).toBeUndefined();
+    expect(fill.finish().equals(data)).toBe(true);
+    expect((await whole).equals(data)).toBe(true);
+
+    const refused = await entryFile(data.length, 150_000);
+    const failing = new FillBuffer(data.length, undefined, 0, refused.file, () => false);
+    expect(() => {
+      for (const c of chunksOf(data)) failing.append(c);
+    }).toThrow(/no space left/);
   });
 });
