@@ -245,70 +245,54 @@ export class Fills {
     from: number,
     opened: EntryFile | undefined,
   ): Promise<FillReady> {
-    // The entry file until the FillBuffer owns it: released on every way out before that.
-    let file = opened;
-    try {
-      return await this.#fetch(store, key, ck, i, expected, fill, release, reserve, end, from, () => {
-        const f = file;
-        file = undefined;
-        return f;
-      });
-    } finally {
-      file?.release();
-    }
-  }
-
-  async #fetch(
-    store: ObjectStore,
-    key: string,
-    ck: string,
-    i: number,
-    expected: CachedMeta | undefined,
-    fill: SliceFill,
-    release: (bytes: number) => void,
-    reserve: (bytes: number) => boolean,
-    end: () => void,
-    from: number,
-    takeFile: () => EntryFile | undefined,
-  ): Promise<FillReady> {
     const S = this.#o.sliceBytes;
     const asked: ByteRange = expected ? sliceSpan(i, expected.size, S) : { start: i * S, end: (i + 1) * S - 1 };
     // Where the fill starts in the slice: the reader's byte, for a seek deep into a known slice.
     const seek = expected && from >= SEEK_FIRST_MIN_BYTES && asked.start + from <= asked.end ? from : 0;
+    // The entry file until the FillBuffer owns it: released on every way out before that.
+    let file = opened;
     let res: GetResult | undefined;
+    let size: number;
+    let span: ByteRange;
+    let length: number;
+    let fb: FillBuffer;
     try {
-      res = await this.#o.calls.timed(store, 'get', (signal) =>
-        store.get(key, { signal, range: { start: asked.start + seek, end: asked.end }, ...(expected ? { ifMatch: expected.etag } : {}) }),
-      );
-    } catch (err) {
-      if (err instanceof StoreError && err.kind === 'precondition_failed') throw objectChanged(store, key);
-      if (!expected && err instanceof StoreError && err.kind === 'range_not_satisfiable') return { kind: 'unsatisfiable' };
-      throw err;
+      try {
+        res = await this.#o.calls.timed(store, 'get', (signal) =>
+          store.get(key, { signal, range: { start: asked.start + seek, end: asked.end }, ...(expected ? { ifMatch: expected.etag } : {}) }),
+        );
+      } catch (err) {
+        if (err instanceof StoreError && err.kind === 'precondition_failed') throw objectChanged(store, key);
+        if (!expected && err instanceof StoreError && err.kind === 'range_not_satisfiable') return { kind: 'unsatisfiable' };
+        throw err;
+      }
+      if (!res) {
+        if (expected) throw objectChanged(store, key);
+        return { kind: 'absent' };
+      }
+      if (expected && res.meta.etag !== undefined && res.meta.etag !== expected.etag) {
+        res.body.destroy();
+        throw objectChanged(store, key);
+      }
+      size = expected?.size ?? res.meta.size;
+      span = { start: asked.start, end: Math.min(asked.end, size - 1) };
+      if (span.end < span.start) {
+        res.body.destroy();
+        return { kind: 'unsatisfiable' };
+      }
+      length = span.end - span.start + 1;
+      release(S - length > 0 && !expected ? S - length : 0);
+      if (!file && !expected) {
+        // The first answer of an object: now its size says whether the slice goes to a file.
+        file = this.#o.openFile?.(ck, i, size, length);
+        if (file) release(length - Math.min(length, FILE_FILL_BYTES));
+      }
+      // Should the disk fail mid-fill, the bytes move to memory when the budget has room for them.
+      fb = new FillBuffer(length, file ? undefined : this.#o.lend?.(size, length), seek, file, file ? () => reserve(length) : undefined);
+      file = undefined;
+    } finally {
+      file?.release();
     }
-    if (!res) {
-      if (expected) throw objectChanged(store, key);
-      return { kind: 'absent' };
-    }
-    if (expected && res.meta.etag !== undefined && res.meta.etag !== expected.etag) {
-      res.body.destroy();
-      throw objectChanged(store, key);
-    }
-    const size = expected?.size ?? res.meta.size;
-    const span: ByteRange = { start: asked.start, end: Math.min(asked.end, size - 1) };
-    if (span.end < span.start) {
-      res.body.destroy();
-      return { kind: 'unsatisfiable' };
-    }
-    const length = span.end - span.start + 1;
-    release(S - length > 0 && !expected ? S - length : 0);
-    let file = takeFile();
-    if (!file && !expected) {
-      // The first answer of an object: now its size says whether the slice goes to a file.
-      file = this.#o.openFile?.(ck, i, size, length);
-      if (file) release(length - Math.min(length, FILE_FILL_BYTES));
-    }
-    // Should the disk fail mid-fill, the bytes move to memory when the budget has room for them.
-    const fb = new FillBuffer(length, file ? undefined : this.#o.lend?.(size, length), seek, file, file ? () => reserve(length) : undefined);
     const started = performance.now();
     const sniff = !expected && i === 0 && sniffsType(key, res.meta.contentType, size, S);
     const storeMeta = res.meta;
