@@ -42,16 +42,14 @@ export class FillBuffer {
   /** Where the fill starts: `from..size-1` first, then `0..from-1`. */
   readonly from: number;
 
-  /**
-   * A buffer of `size` bytes, of its own, out of `loan` (at least `size` bytes long), or kept in
-   * `file`; filled from `from`.
-   */
   readonly #spill: (() => boolean) | undefined;
 
   /**
-   * `spill` is asked, when a write to `file` fails (a full or failing disk), for room in memory
-   * for the whole buffer: when it grants it, the bytes so far are read back and the fill goes on
-   * in memory, its readers unaffected; else the append throws and the fill fails.
+   * A buffer of `size` bytes, of its own, out of `loan` (at least `size` bytes long), or kept in
+   * `file`; filled from `from`. `spill` is asked, when a write to `file` fails (a full or failing
+   * disk), for room in memory for the whole buffer: when it grants it, the bytes so far are read
+   * back and the fill goes on in memory, its readers unaffected; else the append throws and the
+   * fill fails.
    */
   constructor(size: number, loan?: Loan, from = 0, file?: EntryFile, spill?: () => boolean) {
     if (!(from >= 0 && (from < size || from === 0))) throw new RangeError(`fill start ${from} outside 0..${size - 1}`);
