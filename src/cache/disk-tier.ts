@@ -213,19 +213,11 @@ export class DiskTier implements CacheTier {
     const writer: DiskWriter = new DiskWriter(tmp, meta, bodyBytes, async (w, trailerFor) => {
       this.#forget(key, w);
       if (w.stale) return false;
-      const file = this.#fileFor(key);
-      let committed = false;
-      await this.#chain(key, async () => {
-        if (w.stale) return;
+      return this.#place(key, tmp, () => w.stale, async () => {
         const trailer = trailerFor(key);
         await w.appendAndClose(trailer);
-        await rename(tmp, file);
-        const bytes = w.bytes + trailer.length;
-        this.#indexSet(key, { file, bytes, meta: w.meta });
-        this.#o.onEvent?.({ type: 'stored', tier: this.name, bytes });
-        committed = true;
+        return { bytes: w.bytes + trailer.length, meta: w.meta };
       });
-      return committed;
     }, this.#writes);
     writer.once('close', () => this.#forget(key, writer));
     let set = this.#open.get(key);
@@ -260,21 +252,36 @@ export class DiskTier implements CacheTier {
       return undefined;
     }
     this.#fileBytesInFlight += bodyBytes;
-    const file = new DiskEntryFile(fd, tmp, bodyBytes, this.#writes, async (trailer, meta) => {
-      const dest = this.#fileFor(key);
-      let committed = false;
-      await this.#chain(key, async () => {
-        if (file.released) return;
-        await rename(tmp, dest);
-        file.placed = true;
-        const bytes = bodyBytes + trailer.length;
-        this.#indexSet(key, { file: dest, bytes, meta });
-        this.#o.onEvent?.({ type: 'stored', tier: this.name, bytes });
-        committed = true;
-      });
-      return committed;
-    }, key, (err) => this.#o.onError?.('write', err), (p) => this.#track(p), () => (this.#fileBytesInFlight -= bodyBytes), () => (this.#filesOffUntil = performance.now() + FILES_OFF_MS));
+    const file: DiskEntryFile = new DiskEntryFile(fd, tmp, key, bodyBytes, {
+      writes: this.#writes,
+      place: (trailer, meta) => this.#place(key, tmp, () => file.released, async () => ({ bytes: bodyBytes + trailer.length, meta })),
+      error: (err, inWrite) => {
+        this.#o.onError?.('write', err);
+        if (inWrite) this.#filesOffUntil = performance.now() + FILES_OFF_MS;
+      },
+      track: (p) => this.#track(p),
+      released: () => (this.#fileBytesInFlight -= bodyBytes),
+    });
     return file;
+  }
+
+  /**
+   * Make a finished temporary file `key`'s entry, in the key's order with its deletes: `finish`
+   * completes the file and says what it holds; then it is renamed into place and indexed.
+   * Nothing happens when `stale()` says the writer was let go of meanwhile.
+   */
+  async #place(key: string, tmp: string, stale: () => boolean, finish: () => Promise<{ bytes: number; meta: CachedMeta }>): Promise<boolean> {
+    let committed = false;
+    await this.#chain(key, async () => {
+      if (stale()) return;
+      const { bytes, meta } = await finish();
+      const file = this.#fileFor(key);
+      await rename(tmp, file);
+      this.#indexSet(key, { file, bytes, meta });
+      this.#o.onEvent?.({ type: 'stored', tier: this.name, bytes });
+      committed = true;
+    });
+    return committed;
   }
 
   delete(key: string): void {
@@ -568,57 +575,54 @@ class DiskWriter extends Writable {
   }
 }
 
+/** What an entry file needs of its tier. */
+interface EntryFileHooks {
+  writes: FileWrites;
+  /** Rename the finished file into place (see `DiskTier.#place`). */
+  place(trailer: Buffer, meta: CachedMeta): Promise<boolean>;
+  /** An I/O failure; `inWrite` when writing the body (the tier then offers no file for a while). */
+  error(err: unknown, inWrite: boolean): void;
+  track(p: Promise<unknown>): void;
+  released(): void;
+}
+
 /** See `DiskTier.openFile`. */
 class DiskEntryFile implements EntryFile {
   released = false;
-  /** Renamed into place: releasing it only closes the descriptor. */
-  placed = false;
   #committing = false;
 
   constructor(
     readonly fd: number,
     readonly tmp: string,
-    readonly bodyBytes: number,
-    readonly writes: FileWrites,
-    readonly place: (trailer: Buffer, meta: CachedMeta) => Promise<boolean>,
     readonly key: string,
-    readonly onError: (err: unknown) => void,
-    readonly track: (p: Promise<unknown>) => void,
-    readonly onRelease: () => void,
-    readonly onWriteFailed: () => void,
+    readonly bodyBytes: number,
+    readonly hooks: EntryFileHooks,
   ) {}
 
   write(at: number, chunk: Buffer): void {
     if (this.released) throw new Error('entry file released');
     if (at < 0 || at + chunk.length > this.bodyBytes) throw new RangeError(`write of ${chunk.length} bytes at ${at} outside a body of ${this.bodyBytes}`);
     try {
-      this.writes.writeNow(this.fd, chunk, at);
+      this.hooks.writes.writeNow(this.fd, chunk, at);
     } catch (err) {
-      this.onError(err);
-      this.onWriteFailed();
+      this.hooks.error(err, true);
       throw err;
     }
   }
 
   read(at: number, length: number): Buffer {
     if (this.released) throw new Error('entry file released');
-    const buf = Buffer.allocUnsafe(length);
-    for (let got = 0; got < length; ) {
-      const n = readSync(this.fd, buf, got, length - got, at + got);
-      if (n === 0) throw new Error(`entry file ended at ${at + got} of ${at + length}`);
-      got += n;
-    }
-    return buf;
+    return readFully(this.fd, Buffer.allocUnsafe(length), length, at);
   }
 
   commit(meta: CachedMeta): Promise<boolean> {
     if (this.released || this.#committing) return Promise.resolve(false);
     this.#committing = true;
     const p = this.#commit(meta).catch((err: unknown) => {
-      this.onError(err);
+      this.hooks.error(err, false);
       return false;
     });
-    this.track(p);
+    this.hooks.track(p);
     return p;
   }
 
@@ -630,30 +634,37 @@ class DiskEntryFile implements EntryFile {
       if (at > 0) await new Promise<void>((r) => setImmediate(r));
       if (this.released) return false;
       const n = Math.min(scratch.length, this.bodyBytes - at);
-      for (let got = 0; got < n; ) {
-        const r = readSync(this.fd, scratch, got, n - got, at + got);
-        if (r === 0) throw new Error(`entry file ended at ${at + got} of ${this.bodyBytes}`);
-        got += r;
-      }
+      readFully(this.fd, scratch, n, at);
       for (let b = 0; b < n; b += BLOCK_BYTES) crcs.push(crc32(scratch.subarray(b, Math.min(b + BLOCK_BYTES, n))));
     }
     if (this.released) return false;
     const trailer = encodeTrailer(this.key, meta, this.bodyBytes, crcs);
-    this.writes.writeNow(this.fd, trailer, this.bodyBytes);
-    return this.place(trailer, meta);
+    this.hooks.writes.writeNow(this.fd, trailer, this.bodyBytes);
+    return this.hooks.place(trailer, meta);
   }
 
+  /** Close the file; unless it was renamed into place, its temporary name goes too (an ENOENT then is expected). */
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.onRelease();
+    this.hooks.released();
     try {
       closeSync(this.fd);
     } catch (err) {
-      this.onError(err);
+      this.hooks.error(err, false);
     }
-    if (!this.placed) unlinkCb(this.tmp, () => {});
+    unlinkCb(this.tmp, () => {});
   }
+}
+
+/** Read exactly `length` bytes at `at` into the front of `buf`. */
+function readFully(fd: number, buf: Buffer, length: number, at: number): Buffer {
+  for (let got = 0; got < length; ) {
+    const n = readSync(fd, buf, got, length - got, at + got);
+    if (n === 0) throw new Error(`entry file ended at ${at + got} of ${at + length}`);
+    got += n;
+  }
+  return buf;
 }
 
 /** The whole blocks covering `start..end`: what `readVerified` reads. */

@@ -58,9 +58,13 @@ export class FileWrites {
    * the thread pool, and `throttled` tells new fills to keep their bytes in memory instead.
    */
   writeNow(fd: number, buf: Buffer, position: number): void {
+    this.#syncBatch(fd, buf, 0, buf.length, position);
+  }
+
+  /** Bytes `from..to-1` of `buf` at `position + from`, synchronously in pieces; a slow batch throttles. */
+  #syncBatch(fd: number, buf: Buffer, from: number, to: number, position: number): void {
     const t0 = this.#now();
-    let done = 0;
-    while (done < buf.length) done += writeSync(fd, buf, done, Math.min(buf.length - done, this.#piece), position + done);
+    for (let done = from; done < to; ) done += writeSync(fd, buf, done, Math.min(to - done, this.#piece), position + done);
     this.syncBatches++;
     if (this.#now() - t0 > this.#slowMs) this.#asyncUntil = this.#now() + this.#holdMs;
   }
@@ -80,11 +84,9 @@ export class FileWrites {
         done += bytesWritten;
         continue;
       }
-      const t0 = this.#now();
       const stop = Math.min(buf.length, done + this.#batch);
-      while (done < stop) done += writeSync(fh.fd, buf, done, Math.min(stop - done, this.#piece), position + done);
-      this.syncBatches++;
-      if (this.#now() - t0 > this.#slowMs) this.#asyncUntil = this.#now() + this.#holdMs;
+      this.#syncBatch(fh.fd, buf, done, stop, position);
+      done = stop;
       if (done < buf.length) await new Promise<void>((r) => setImmediate(r));
     }
   }

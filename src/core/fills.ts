@@ -144,7 +144,7 @@ export class Fills {
     // A known object's disk-bound slice is filled into its entry file, opened now so that the
     // fill is charged what it holds. (An unknown object's fill reserves a whole slice and
     // lets go of the rest once the store's answer tells where its bytes go.)
-    let file = expected && length > 0 ? this.#o.openFile?.(ck, i, expected.size, length) : undefined;
+    const file = expected && length > 0 ? this.#o.openFile?.(ck, i, expected.size, length) : undefined;
     const reserveBytes = file ? Math.min(length, FILE_FILL_BYTES) : length;
     const budget = this.#o.budget;
     let ok = budget.tryReserve(reserveBytes);
@@ -164,9 +164,7 @@ export class Fills {
       budget.release(reserveBytes);
       return raced ?? 'cached';
     }
-    const started = this.#start(store, key, ck, i, expected, reserveBytes, from, file);
-    file = undefined;
-    return started;
+    return this.#start(store, key, ck, i, expected, reserveBytes, from, file);
   }
 
   /** Forget every fill of `ck`: they finish, but never commit their bytes. */
