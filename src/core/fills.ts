@@ -5,7 +5,10 @@
  * buffer as bytes arrive, so joining adds no wait and a slow reader never pins a fill. A slice
  * that goes to disk only is filled into its entry file instead (`openFile`): readers read it back
  * from the page cache, the commit makes the file the entry, and the fill is charged only
- * FILE_FILL_BYTES, so cold seeks into large objects no longer wait for each other's slices.
+ * STREAMING_FILL_BYTES, so cold seeks into large objects no longer wait for each other's slices.
+ * The first fill of an unknown object is charged as much until its answer gives the object's
+ * size, and then what it holds (`hold`): a slice's worth up front capped cold misses of small
+ * objects at max_fill_memory / slice_size in flight (16 with the defaults), the rest waiting.
  *
  * The fill owns the store body from the moment the store answers: it consumes it to the end or
  * destroys it, on every path, whatever its readers do.
@@ -27,7 +30,7 @@ import type { Loan } from '../cache/buffer-pool.js';
 import type { EntryFile } from '../cache/tier.js';
 import type { CachedMeta } from '../cache/types.js';
 import { sliceSpan } from '../cache/slices.js';
-import type { ByteRange, GetResult, ObjectStore } from '../stores/types.js';
+import type { ByteRange, GetResult, ObjectMeta, ObjectStore } from '../stores/types.js';
 import { sniffsType, SNIFF_BYTES } from './content-type.js';
 import { IdleTimer } from './deadline.js';
 import type { CoreEventListener } from './events.js';
@@ -40,6 +43,11 @@ export type FillReady =
   | { kind: 'absent' }
   /** The first fill's start lies past the object's end (or the object is empty): no bytes. */
   | { kind: 'unsatisfiable' }
+  /**
+   * The first fill of an unknown object found no room in the budget for what the answer needs:
+   * its body was dropped unread, and its metadata is what the store's answer said.
+   */
+  | { kind: 'no-room'; meta: ObjectMeta }
   | { kind: 'data'; meta: CachedMeta; span: ByteRange; buffer: FillBuffer };
 
 export interface SliceFill {
@@ -86,11 +94,12 @@ export interface FillsOptions {
 export const SEEK_FIRST_MIN_BYTES = 1024 * 1024;
 
 /**
- * What a fill whose bytes go to its entry file is charged against the fill budget: it holds no
- * body, only the store's chunks on their way to the file (a socket read at a time), so the
- * budget bounds how many run at once rather than their slices' bytes.
+ * What a fill that keeps no body in memory is charged against the fill budget: the store's
+ * chunks on their way (a socket read at a time). A fill into its entry file is charged this
+ * throughout, so the budget bounds how many run at once rather than their slices' bytes; the
+ * first fill of an unknown object is charged this until the store's answer gives its size.
  */
-export const FILE_FILL_BYTES = 64 * 1024;
+export const STREAMING_FILL_BYTES = 64 * 1024;
 
 /** How a fill may wait for budget: a reader's fill waits a little, read-ahead never. */
 export type BudgetMode = 'wait' | 'try';
@@ -142,17 +151,13 @@ export class Fills {
     const S = this.#o.sliceBytes;
     const length = expected ? Math.max(0, sliceSpan(i, expected.size, S).end - i * S + 1) : S;
     // A known object's disk-bound slice is filled into its entry file, opened now so that the
-    // fill is charged what it holds. (An unknown object's fill reserves a whole slice and
-    // lets go of the rest once the store's answer tells where its bytes go.)
+    // fill is charged what it holds. An unknown object's fill holds nothing until the store
+    // answers; then it holds what the answer needs (#run).
     const file = expected && length > 0 ? this.#o.openFile?.(ck, i, expected.size, length) : undefined;
-    const reserveBytes = file ? Math.min(length, FILE_FILL_BYTES) : length;
+    const reserveBytes = file || !expected ? Math.min(length, STREAMING_FILL_BYTES) : length;
     const budget = this.#o.budget;
     let ok = budget.tryReserve(reserveBytes);
-    if (!ok && mode === 'wait') {
-      const waitStarted = performance.now();
-      ok = await budget.reserve(reserveBytes, this.#o.budgetWaitMs);
-      this.#o.onEvent?.({ type: 'fill-budget-wait', storeId: store.id, waitedMs: performance.now() - waitStarted, granted: ok });
-    }
+    if (!ok && mode === 'wait') ok = await this.#waitForRoom(store, reserveBytes);
     if (!ok) {
       file?.release();
       return undefined;
@@ -164,7 +169,15 @@ export class Fills {
       budget.release(reserveBytes);
       return raced ?? 'cached';
     }
-    return this.#start(store, key, ck, i, expected, reserveBytes, from, file);
+    return this.#start(store, key, ck, i, expected, reserveBytes, mode, from, file);
+  }
+
+  /** Wait for room for `bytes` (a fill a reader needs), observed as a `fill-budget-wait`. */
+  async #waitForRoom(store: ObjectStore, bytes: number): Promise<boolean> {
+    const waitStarted = performance.now();
+    const ok = await this.#o.budget.reserve(bytes, this.#o.budgetWaitMs);
+    this.#o.onEvent?.({ type: 'fill-budget-wait', storeId: store.id, waitedMs: performance.now() - waitStarted, granted: ok });
+    return ok;
   }
 
   /** Forget every fill of `ck`: they finish, but never commit their bytes. */
@@ -185,7 +198,17 @@ export class Fills {
     if (m.size === 0) this.#byObject.delete(ck);
   }
 
-  #start(store: ObjectStore, key: string, ck: string, i: number, expected: CachedMeta | undefined, reserved: number, from: number, file: EntryFile | undefined): SliceFill {
+  #start(
+    store: ObjectStore,
+    key: string,
+    ck: string,
+    i: number,
+    expected: CachedMeta | undefined,
+    reserved: number,
+    mode: BudgetMode,
+    from: number,
+    file: EntryFile | undefined,
+  ): SliceFill {
     let settle!: () => void;
     const fill: SliceFill = {
       index: i,
@@ -207,13 +230,29 @@ export class Fills {
       held += bytes;
       return true;
     };
+    /**
+     * Hold exactly `bytes` (an unknown object's fill, once the answer gives its size): at once,
+     * or, in `wait` mode, after waiting for room with nothing held meanwhile, so that two fills
+     * never wait for each other's bytes.
+     */
+    const hold = async (bytes: number): Promise<boolean> => {
+      if (bytes <= held) {
+        release(held - bytes);
+        return true;
+      }
+      if (reserve(bytes - held)) return true;
+      release(held);
+      if (mode !== 'wait' || !(await this.#waitForRoom(store, bytes))) return false;
+      held = bytes;
+      return true;
+    };
     const end = () => {
       fill.over = true;
       release(held);
       this.#remove(ck, i, fill);
       settle();
     };
-    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, reserve, end, from, file);
+    (fill as { ready: Promise<FillReady> }).ready = this.#run(store, key, ck, i, expected, fill, release, reserve, hold, end, from, file);
     // A failure before the first byte settles every waiter through `ready`.
     fill.ready.then(
       (r) => {
@@ -239,6 +278,7 @@ export class Fills {
     fill: SliceFill,
     release: (bytes: number) => void,
     reserve: (bytes: number) => boolean,
+    hold: (bytes: number) => Promise<boolean>,
     end: () => void,
     from: number,
     opened: EntryFile | undefined,
@@ -279,11 +319,14 @@ export class Fills {
         return { kind: 'unsatisfiable' };
       }
       length = span.end - span.start + 1;
-      release(S - length > 0 && !expected ? S - length : 0);
-      if (!file && !expected) {
-        // The first answer of an object: now its size says whether the slice goes to a file.
+      if (!expected) {
+        // The first answer of an object: now its size says whether the slice goes to a file,
+        // and what the fill holds. Its body waits unread meanwhile.
         file = this.#o.openFile?.(ck, i, size, length);
-        if (file) release(length - Math.min(length, FILE_FILL_BYTES));
+        if (!(await hold(file ? Math.min(length, STREAMING_FILL_BYTES) : length))) {
+          res.body.destroy();
+          return { kind: 'no-room', meta: { ...res.meta, size } };
+        }
       }
       // Should the disk fail mid-fill, the bytes move to memory when the budget has room for them.
       fb = new FillBuffer(length, file ? undefined : this.#o.lend?.(size, length), seek, file, file ? () => reserve(length) : undefined);

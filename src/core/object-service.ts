@@ -589,13 +589,16 @@ export class ObjectService {
     const epoch = this.#dropEpoch;
     const i = sliceIndex(startHint, this.#S);
     const fill = await this.#fills.join(store, key, ck, i, undefined, 'wait');
+    let answered: ObjectMeta | undefined;
     if (fill && fill !== 'cached') {
       const ready = await fill.ready;
       if (ready.kind === 'data') return { meta: ready.meta, fill };
       if (ready.kind === 'absent') throw this.#absent(store, key, ck, epoch);
+      if (ready.kind === 'no-room') answered = ready.meta;
     }
-    // No budget, a start past the end, or an empty object: the metadata from a HEAD.
-    const head = await this.#head(store, key, ck);
+    // No budget (the fill's answer told the metadata, or it never asked), a start past the end,
+    // or an empty object: the metadata from a HEAD.
+    const head = answered ?? (await this.#head(store, key, ck));
     const meta = toCachedMeta(key, head, undefined);
     if (!sniffsType(key, head.contentType, meta.size, this.#S)) this.#learned(ck, meta);
     return { meta };

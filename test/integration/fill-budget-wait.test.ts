@@ -3,7 +3,9 @@
  * is visible to operators: the wait is observed in `cachegate_fill_budget_wait_seconds` (outcome
  * `granted`), so a slow first byte on a miss that is the gateway's own doing can be told from a
  * slow store. A disk-bound slice's fill writes to its entry file and holds no slice, so with a
- * disk tier the same two readers do not wait. Over the directory store, through an in-process
+ * disk tier the same readers do not wait. An unknown object's first fill holds nothing until its
+ * answer gives the object's size, so two first fills wait only once both answers are in (and
+ * never for each other's reservations). Over the directory store, through an in-process
  * gateway whose store can hold a GET's answer back.
  */
 import { randomBytes } from 'node:crypto';
@@ -53,7 +55,7 @@ describe.each([
     return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
   };
 
-  it(disk ? 'observes the first fills\' waits, then lets a disk-bound fill of a known object start while another runs' : 'observes every fill that waited for another to finish, and every answer is right', async () => {
+  it(disk ? 'lets disk-bound fills, first or not, start while another runs' : 'observes every fill that waited for another to finish, and every answer is right', async () => {
     const a = randomBytes(2 * SLICE);
     const b = randomBytes(2 * SLICE);
     for (const [key, body] of [['wait/a.bin', a], ['wait/b.bin', b]] as const) {
@@ -73,11 +75,12 @@ describe.each([
       return real();
     };
     const first = get('wait/a.bin', 'bytes=0-999');
-    // A fill reserves its slice before its GET: once the store is asked, the budget is full.
+    // The first object's GET is out; its fill holds only what a streaming fill holds.
     await firstAsked;
     const second = get('wait/b.bin', 'bytes=0-999');
-    // The second request reaches the budget with no store call before it (nothing is known of
-    // its object); give it ample time to get there.
+    // The second object's GET is answered at once: with memory only its slice needs the whole
+    // budget, which the first fill's small reservation is in the way of, so it waits (holding
+    // nothing); give it ample time to get there.
     await new Promise((r) => setTimeout(r, 300));
     letGo();
     const [ra, rb] = await Promise.all([first, second]);
@@ -87,9 +90,10 @@ describe.each([
     expect(rb.status).toBe(206);
     expect(rb.body.equals(b.subarray(0, 1000))).toBe(true);
     const waited = (await metric(gw, 'cachegate_fill_budget_wait_seconds_count', { outcome: 'granted' })) - before;
-    // Neither object was known: each first fill reserved a whole slice until its answer.
-    expect(waited).toBe(1);
-    expect(await metric(gw, 'cachegate_fill_budget_wait_seconds_sum', { outcome: 'granted' })).toBeGreaterThan(0);
+    // Memory only: the second fill waited for room, then the first, answered later, waited for
+    // the second's slice to be cached. With a disk tier both slices went to their files.
+    expect(waited).toBe(disk ? 0 : 2);
+    if (!disk) expect(await metric(gw, 'cachegate_fill_budget_wait_seconds_sum', { outcome: 'granted' })).toBeGreaterThan(0);
 
     // Both first slices are complete (their fills went on after the answers' 1000 bytes).
     for (let t = 0; t < 100 && (await metric(gw, 'cachegate_fill_bytes_total')) < 2 * SLICE; t++) await new Promise((r) => setTimeout(r, 20));
@@ -119,7 +123,7 @@ describe.each([
     expect(fourth.status).toBe(206);
     expect(fourth.body.equals(b.subarray(SLICE, SLICE + 1000))).toBe(true);
     expect(rc.body.equals(a.subarray(SLICE, SLICE + 1000))).toBe(true);
-    expect((await metric(gw, 'cachegate_fill_budget_wait_seconds_count', { outcome: 'granted' })) - before).toBe(disk ? 1 : 2);
+    expect((await metric(gw, 'cachegate_fill_budget_wait_seconds_count', { outcome: 'granted' })) - before).toBe(disk ? 0 : 3);
     expect(await metric(gw, 'cachegate_fill_budget_wait_seconds_count', { outcome: 'uncached' })).toBe(0);
     if (disk) {
       // The slices landed on disk, and no entry file was left behind.
@@ -127,5 +131,81 @@ describe.each([
       expect(await readdir(path.join(cacheDir!, 'tmp'))).toEqual([]);
       expect((await get('wait/a.bin', `bytes=${SLICE}-${SLICE + 999}`)).body.equals(a.subarray(SLICE, SLICE + 1000))).toBe(true);
     }
+  });
+});
+
+describe('a first fill that finds no room once its answer is in', () => {
+  let stop: () => Promise<void>;
+  let store: CountingStore;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    const made = await fsBackend.make();
+    stop = made.stop;
+    store = countingStore(made.store);
+    // Room for one slice and one fill that has not been answered yet; a fill a reader needs
+    // waits 400 ms for room (store_timeout), while a store body may pause far longer
+    // (store_idle_timeout).
+    const cache = { max_memory: '64MiB', slice_size: '4MiB', max_fill_memory: '4160KiB' };
+    gw = await startGateway({ cache, limits: { store_timeout: '400ms', store_idle_timeout: '30s' } }, [store]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.close();
+    await stop?.();
+  });
+
+  it('drops the answer unread, takes the metadata from it (no HEAD), and serves the reader uncached', async () => {
+    const a = randomBytes(2 * SLICE);
+    const b = randomBytes(2 * SLICE);
+    for (const [key, body] of [['room/a.bin', a], ['room/b.bin', b]] as const) {
+      await store.put(key, Readable.from([body]), { contentLength: body.length, contentType: 'application/octet-stream' });
+    }
+    // The first object's slice body sends 64 KiB, then stalls until let go: its fill holds the
+    // whole budget meanwhile.
+    let letGo!: () => void;
+    const gate = new Promise<void>((r) => (letGo = r));
+    store.tap = async (key, _opts, real) => {
+      const res = await real();
+      if (key !== 'room/a.bin' || !res) return res;
+      const source = res.body;
+      async function* held() {
+        let sent = 0;
+        for await (const chunk of source as AsyncIterable<Buffer>) {
+          if (sent < 64 * 1024 && sent + chunk.length >= 64 * 1024) {
+            yield chunk;
+            sent += chunk.length;
+            await gate;
+            continue;
+          }
+          sent += chunk.length;
+          yield chunk;
+        }
+      }
+      return { ...res, body: Readable.from(held()) };
+    };
+    const uncachedBefore = await metric(gw, 'cachegate_fill_budget_wait_seconds_count', { outcome: 'uncached' });
+    const first = fetch(`${gw.url}/media/room/a.bin`, { headers: { ...AUTH, range: 'bytes=0-999' } }).then(async (r) => ({ status: r.status, body: Buffer.from(await r.arrayBuffer()) }));
+    const ra = await first;
+    expect(ra.status).toBe(206);
+    expect(ra.body.equals(a.subarray(0, 1000))).toBe(true);
+
+    const before = { ...store.calls };
+    const res = await fetch(`${gw.url}/media/room/b.bin`, { headers: { ...AUTH, range: 'bytes=100-1099' } });
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(res.status).toBe(206);
+    expect(res.headers.get('content-range')).toBe(`bytes 100-1099/${b.length}`);
+    expect(body.equals(b.subarray(100, 1100))).toBe(true);
+    // The fill's GET (its answer dropped unread) and the uncached GET; no HEAD for the metadata.
+    expect(store.calls.head - before.head).toBe(0);
+    expect(store.calls.getRanged - before.getRanged).toBe(2);
+    // Both waits timed out: the first fill's once its answer was in, the reader's second fill.
+    expect((await metric(gw, 'cachegate_fill_budget_wait_seconds_count', { outcome: 'uncached' })) - uncachedBefore).toBe(2);
+    letGo();
+    store.tap = undefined;
+    // Once the first fill is done, the second object is cached like any other.
+    for (let t = 0; t < 100 && (await metric(gw, 'cachegate_fill_bytes_total')) < SLICE; t++) await new Promise((r) => setTimeout(r, 20));
+    const again = await fetch(`${gw.url}/media/room/b.bin`, { headers: { ...AUTH, range: 'bytes=100-1099' } });
+    expect(Buffer.from(await again.arrayBuffer()).equals(b.subarray(100, 1100))).toBe(true);
   });
 });
