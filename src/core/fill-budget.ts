@@ -4,9 +4,10 @@
  * slice is handed to the tiers. A fill into a disk entry file holds no slice and reserves only
  * STREAMING_FILL_BYTES; so does the first fill of an unknown object until the store's answer
  * gives the size it needs (fills.ts). A fill a reader needs waits for room, first come first
- * served, for at most a short while: fills finish at store speed (never at a slow client's: readers copy out of a fill and
- * never pin it), so room comes back quickly. When it does not, the reader is served straight from
- * the store, uncached, rather than made to wait on other clients. Read-ahead never waits.
+ * served, for at most a short while: fills finish at store speed (never at a slow client's:
+ * readers copy out of a fill and never pin it), so room comes back quickly. When it does not,
+ * the reader is served straight from the store, uncached, rather than made to wait on other
+ * clients. Read-ahead never waits.
  */
 export class FillBudget {
   readonly maxBytes: number;
