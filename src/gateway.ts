@@ -24,6 +24,7 @@ import type { ServerErrorListener } from './http/error-response.js';
 import { createResponseHeaders } from './http/response-headers.js';
 import { cutIdleConnections } from './http/idle-sweep.js';
 import { createRequestGate, pendingResponse, type RequestHandler } from './http/request-gate.js';
+import { keepTickShape } from './http/tick-shape.js';
 import type { Logger } from './metrics/log.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createErrorReporter, type ErrorReporter } from './metrics/sentry.js';
@@ -188,6 +189,8 @@ export function createGateway(config: Config, gatewayDeps: GatewayDeps): Gateway
     app,
     start,
     async listen(host, port) {
+      // Before any request: V8 otherwise loses the shape of Node's tick objects to idle GCs (http/tick-shape.ts).
+      keepTickShape();
       await start();
       return new Promise((resolve, reject) => {
         const sc = config.server;

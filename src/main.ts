@@ -9,6 +9,7 @@ import { runKeygen, runSign, runVerify } from './cli/keys.js';
 import { layersFromArgs, SERVE_OPTIONS } from './cli/config-args.js';
 import { readRuntimeEnv } from './config/load.js';
 import { createLogger, routeProcessOutput } from './metrics/log.js';
+import { keepTickShape } from './http/tick-shape.js';
 
 const USAGE = `usage:
   cachegate [serve] [--config PATH|env]... [PATH]... [--listen HOST:PORT]
@@ -112,6 +113,8 @@ async function serve(source: import('./config/load.js').ConfigSource, listen: st
   const log = createLogger({ level: runtime.logLevel, pretty: runtime.prettyLogs });
   const crash = { report: async (_err: Error): Promise<void> => {} };
   routeProcessOutput(log, (err) => crash.report(err));
+  // Before the store SDKs load (their start-up GCs): see http/tick-shape.ts. listen() calls it too.
+  keepTickShape();
   try {
     // Imported here so keygen/sign/verify do not load the store SDKs (most of a second).
     const { runServe } = await import('./cli/serve.js');
