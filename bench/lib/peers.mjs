@@ -71,7 +71,7 @@ export async function startOrigin({ dir, core }) {
 }
 
 /** The gateway from dist/, with a generated config. `cache` is the config's `cache:` block. */
-export async function startGateway({ name, label, dir, core, originPort, cache, publicKey, nodeArgs = [], auth = 'bearer', logLevel = 'warn', main = DIST_MAIN }) {
+export async function startGateway({ name, label, dir, core, originPort, cache, publicKey, nodeArgs = [], auth = 'bearer', logLevel = 'warn', main = DIST_MAIN, wrap }) {
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'gateway.yaml');
   // A fixed port rather than 0: at LOG_LEVEL=warn the gateway prints no "listening" line.
@@ -97,8 +97,7 @@ export async function startGateway({ name, label, dir, core, originPort, cache, 
   writeFileSync(file, yaml);
   const proc = await startChild({
     name,
-    cmd: PEER_NODE,
-    args: [...nodeArgs, main, '--config', file],
+    ...launch(wrap, [...nodeArgs, main, '--config', file]),
     cwd: dir,
     // warn: no access line per request (nginx runs with access_log off too).
     env: { PATH: process.env.PATH, LOG_LEVEL: logLevel, NODE_NO_WARNINGS: '1' },
@@ -236,12 +235,20 @@ sub vcl_deliver {
   };
 }
 
+/**
+ * The command that runs a peer on PEER_NODE with `args`: straight, or under `wrap`
+ * ({cmd, args, timeoutMs}: a tool such as valgrind that runs the node command it is given).
+ */
+function launch(wrap, args) {
+  if (!wrap) return { cmd: PEER_NODE, args };
+  return { cmd: wrap.cmd, args: [...wrap.args, PEER_NODE, ...args], ...(wrap.timeoutMs ? { timeoutMs: wrap.timeoutMs } : {}) };
+}
+
 /** One of the bench's own node:http servers (bench/<script>), run as a child on `core`. */
-async function startNodeServer({ name, label, script, spec, core }) {
+async function startNodeServer({ name, label, script, spec, core, wrap }) {
   const proc = await startChild({
     name,
-    cmd: PEER_NODE,
-    args: [path.join(BENCH_DIR, script), JSON.stringify(spec)],
+    ...launch(wrap, [path.join(BENCH_DIR, script), JSON.stringify(spec)]),
     core,
     ready: (out) => jsonLine(out),
   });
@@ -257,11 +264,11 @@ async function startNodeServer({ name, label, script, spec, core }) {
 }
 
 /** The raw node:http ceiling, serving `objects` ([{key, size}]) from memory. */
-export function startRaw({ core, objects }) {
-  return startNodeServer({ name: 'raw', label: 'raw node:http', script: 'raw-server.mjs', spec: { objects }, core });
+export function startRaw({ core, objects, wrap }) {
+  return startNodeServer({ name: 'raw', label: 'raw node:http', script: 'raw-server.mjs', spec: { objects }, core, wrap });
 }
 
 /** The miss floor (bench/raw-proxy.mjs): node:http in front of the origin through undici, nothing else. */
-export function startRawProxy({ core, originPort }) {
-  return startNodeServer({ name: 'raw-proxy', label: 'raw node:http + undici (no cache)', script: 'raw-proxy.mjs', spec: { origin: `http://${HOST}:${originPort}` }, core });
+export function startRawProxy({ core, originPort, wrap }) {
+  return startNodeServer({ name: 'raw-proxy', label: 'raw node:http + undici (no cache)', script: 'raw-proxy.mjs', spec: { origin: `http://${HOST}:${originPort}` }, core, wrap });
 }
