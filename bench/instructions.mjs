@@ -25,9 +25,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { BUCKET, objectBytes } from './lib/objects.mjs';
-import { DIST_MAIN, startGateway, startOrigin, startRaw, startRawProxy } from './lib/peers.mjs';
+import { DIST_MAIN, originS3, startGateway, startOrigin, startRaw, startRawProxy } from './lib/peers.mjs';
 import { cleanupAll, makeTempDir, runCommand, which } from './lib/procs.mjs';
 
 const CLIENT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'client.mjs');
@@ -71,14 +71,7 @@ const client = async (spec) => {
 
 try {
   const origin = await startOrigin({ dir: root, core: SERVER_CORE });
-  const s3 = new S3Client({
-    endpoint: `http://127.0.0.1:${origin.s3rverPort}`,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  const s3 = await originS3(origin);
   const put = (key) => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: objectBytes(key, SIZE), ContentType: 'application/octet-stream' }));
   let nextKey = 0;
   /** Paths for `n` requests: the hot object `n` times, or `n` fresh objects, put on the origin first. */

@@ -39,7 +39,7 @@ import { setQuietBudget, waitForQuiet, withForeignCheck, withServerCpu } from '.
 import { analyzeProfile } from './lib/profile.mjs';
 import { machineInfo, median, procMemory } from './lib/machine.mjs';
 import { BUCKET, formatSize, GIB, keyPlan, KIB, MIB, objectBytes, sha256 } from './lib/objects.mjs';
-import { DIST_MAIN, ROOT_DIR, startGateway, startNginx, startOrigin, startRaw, startRawProxy, startVarnish } from './lib/peers.mjs';
+import { DIST_MAIN, originS3, ROOT_DIR, startGateway, startNginx, startOrigin, startRaw, startRawProxy, startVarnish } from './lib/peers.mjs';
 import { cleanupAll, cleanupAllSync, makeTempDir, runCommand, sleep, TASKSET, which } from './lib/procs.mjs';
 import { evaluateTargets, printReport, updateBenchmarksMd } from './lib/report.mjs';
 import { runWrk } from './lib/wrk.mjs';
@@ -266,15 +266,7 @@ async function main() {
   log('starting the origin (s3rver + counting proxy)');
   const origin = await startOrigin({ dir: root, core: SERVER_CORE });
   results.peers.origin = { available: true };
-  const { S3Client } = await import('@aws-sdk/client-s3');
-  const s3 = new S3Client({
-    endpoint: `http://127.0.0.1:${origin.s3rverPort}`,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  const s3 = await originS3(origin);
   const items = [plan.hot4k, plan.hot1m];
   if (wants('cold')) {
     for (let i = 0; i < plan.cold.warmCount; i++) items.push({ key: plan.cold.warmKey(i), size: plan.cold.size });

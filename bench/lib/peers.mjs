@@ -70,6 +70,22 @@ export async function startOrigin({ dir, core }) {
   };
 }
 
+/**
+ * An AWS SDK client for the origin's s3rver (path style, `WHEN_REQUIRED` checksums: with the
+ * defaults the SDK's aws-chunked framing would be stored as object bytes).
+ */
+export async function originS3(origin) {
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  return new S3Client({
+    endpoint: `http://${HOST}:${origin.s3rverPort}`,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
 /** The gateway from dist/, with a generated config. `cache` is the config's `cache:` block. */
 export async function startGateway({ name, label, dir, core, originPort, cache, publicKey, nodeArgs = [], auth = 'bearer', logLevel = 'warn', main = DIST_MAIN, wrap }) {
   mkdirSync(dir, { recursive: true });
