@@ -203,10 +203,26 @@ describe('a first fill that finds no room once its answer is in', () => {
     expect((await metric(gw, 'cachegate_fill_budget_wait_seconds_count', { outcome: 'uncached' })) - uncachedBefore).toBe(2);
     letGo();
     store.tap = undefined;
-    // Once the first fill is done, the second object is still served right (whether it is now
-    // cached is not checked here).
+    // Once the first fill is done, the second object is served right, and cached: its slice's
+    // fill (started by the next read, with room now) lands, and then the range is a hit that asks
+    // the store nothing.
     for (let t = 0; t < 100 && (await metric(gw, 'cachegate_fill_bytes_total')) < SLICE; t++) await new Promise((r) => setTimeout(r, 20));
-    const again = await fetch(`${gw.url}/media/room/b.bin`, { headers: { ...AUTH, range: 'bytes=100-1099' } });
-    expect(Buffer.from(await again.arrayBuffer()).equals(b.subarray(100, 1100))).toBe(true);
+    const read = async () => {
+      const r = await fetch(`${gw.url}/media/room/b.bin`, { headers: { ...AUTH, range: 'bytes=100-1099' } });
+      return { hit: r.headers.get('x-cg-status'), body: Buffer.from(await r.arrayBuffer()) };
+    };
+    const again = await read();
+    expect(again.body.equals(b.subarray(100, 1100))).toBe(true);
+    let hit = again.hit;
+    for (let t = 0; t < 100 && hit !== 'hit=1'; t++) {
+      await new Promise((r) => setTimeout(r, 20));
+      hit = (await read()).hit;
+    }
+    expect(hit, 'the second object never became a hit once the budget had room').toBe('hit=1');
+    const storeGets = store.calls.get + store.calls.getRanged;
+    const cached = await read();
+    expect(cached.hit).toBe('hit=1');
+    expect(cached.body.equals(b.subarray(100, 1100))).toBe(true);
+    expect(store.calls.get + store.calls.getRanged).toBe(storeGets);
   });
 });
