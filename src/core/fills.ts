@@ -8,7 +8,8 @@
  * STREAMING_FILL_BYTES, so cold seeks into large objects no longer wait for each other's slices.
  * The first fill of an unknown object is charged as much until its answer gives the object's
  * size, and then what it holds (`hold`): a slice's worth up front capped cold misses of small
- * objects at max_fill_memory / slice_size in flight (16 with the defaults), the rest waiting.
+ * objects at max_fill_memory / slice_size in flight (8 with the defaults, 16 in the bench), the
+ * rest waiting.
  *
  * The fill owns the store body from the moment the store answers: it consumes it to the end or
  * destroys it, on every path, whatever its readers do.
