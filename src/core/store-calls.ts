@@ -5,7 +5,7 @@
 import type { Readable } from 'node:stream';
 import { GatewayError, KeyRejectedError, StoreError, type StoreOp } from '../errors.js';
 import type { CachedMeta } from '../cache/types.js';
-import type { ByteRange, GetResult, ObjectMeta, ObjectStore } from '../stores/types.js';
+import type { ByteRange, GetResult, ObjectMeta, ObjectStore, StopSignal } from '../stores/types.js';
 import { resolveContentType } from './content-type.js';
 import { idleGuard, withDeadline } from './deadline.js';
 import type { CoreEventListener } from './events.js';
@@ -100,14 +100,14 @@ export class StoreCalls {
    * Call the store under the answer deadline, turning failures into StoreErrors and emitting a
    * `store-op` event. The deadline stops once the store answers, so a body may flow on.
    */
-  async timed<T>(store: ObjectStore, op: StoreOp, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async timed<T>(store: ObjectStore, op: StoreOp, fn: (signal: StopSignal) => Promise<T>): Promise<T> {
     // Reads go through the store's guard (store-guard.ts); a refusal there never asks the store.
     const guard = op === 'head' || op === 'get' ? this.guardOf(store.id) : undefined;
     const admission = guard ? await guard.admit() : undefined;
     const probe = admission?.probe ?? false;
     const started = performance.now();
     try {
-      const call = guard ? (signal: AbortSignal) => guard.run(fn, signal, { hedge: op === 'get', disposeLate: destroyLateBody }) : fn;
+      const call = guard ? (signal: StopSignal) => guard.run(fn, signal, { hedge: op === 'get', disposeLate: destroyLateBody }) : fn;
       const result = await withDeadline(this.#o.storeTimeoutMs, `store '${store.id}' ${op}`, call, destroyLateBody);
       guard?.succeeded(probe);
       if (op === 'get') guard?.observeGet(performance.now() - started);

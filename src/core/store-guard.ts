@@ -18,6 +18,8 @@
  *   aborted (and its body, if any, destroyed).
  */
 import { StoreError, StoreUnavailableError } from '../errors.js';
+import type { StopSignal } from '../stores/types.js';
+import { CallSignal } from './deadline.js';
 
 export interface StoreProtection {
   /** Extra attempts for a read. */
@@ -143,7 +145,7 @@ export class StoreGuard {
   }
 
   /** Run a read with retries (and hedging for GETs); `signal` is the call's one deadline. */
-  async run<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal, opts: { hedge: boolean; disposeLate: (late: T) => void }): Promise<T> {
+  async run<T>(fn: (signal: StopSignal) => Promise<T>, signal: StopSignal, opts: { hedge: boolean; disposeLate: (late: T) => void }): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return opts.hedge && this.#hedgeAfterMs !== undefined ? await this.#hedged(fn, signal, this.#hedgeAfterMs, opts.disposeLate) : await fn(signal);
@@ -157,14 +159,17 @@ export class StoreGuard {
     }
   }
 
-  async #hedged<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal, afterMs: number, disposeLate: (late: T) => void): Promise<T> {
-    const controllers: AbortController[] = [];
-    let winner: AbortController | undefined;
+  async #hedged<T>(fn: (signal: StopSignal) => Promise<T>, signal: StopSignal, afterMs: number, disposeLate: (late: T) => void): Promise<T> {
+    const attempts: CallSignal[] = [];
+    let winner: CallSignal | undefined;
     let timer: NodeJS.Timeout | undefined;
     const attempt = (): Promise<T> => {
-      const own = new AbortController();
-      controllers.push(own);
-      return fn(AbortSignal.any([signal, own.signal])).then((value) => {
+      // Each attempt stops with the call's deadline, or alone when it loses.
+      const own = new CallSignal();
+      if (signal.aborted) own.abort(signal.reason);
+      else signal.addEventListener('abort', () => own.abort(signal.reason), { once: true });
+      attempts.push(own);
+      return fn(own).then((value) => {
         // The slower attempt's answer is nobody's: release its body.
         if (winner !== undefined) disposeLate(value);
         else winner = own;
@@ -186,7 +191,7 @@ export class StoreGuard {
     } finally {
       clearTimeout(timer);
       // Only the losers are aborted: the winner's body is still being read.
-      for (const c of controllers) if (c !== winner) c.abort();
+      for (const a of attempts) if (a !== winner) a.abort();
     }
   }
 
@@ -237,7 +242,7 @@ export class StoreGuard {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: StopSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done() {

@@ -14,6 +14,7 @@ import { statusKind, StoreError, type StoreOp } from '../errors.js';
 import type { AzureStoreConfig } from '../config/schema.js';
 import { AzureReader, type BlobReadRequest } from './azure-read.js';
 import type { TokenCredential } from './azure-token.js';
+import { abortSignalOf } from './abort.js';
 import { collectExact } from './collect.js';
 import { checkContentRange } from './content-range.js';
 import { header, metaOf, readErrorBody, type ReadResponse } from './http-read.js';
@@ -215,5 +216,5 @@ async function responseError(res: ReadResponse): Promise<AzureResponseError> {
 }
 
 function abortOpts(opts: StoreRequestOptions): { abortSignal?: AbortSignal } {
-  return opts.signal ? { abortSignal: opts.signal } : {};
+  return opts.signal ? { abortSignal: abortSignalOf(opts.signal) } : {};
 }

@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { KeyRejectedError, StoreError, type StoreOp } from '../errors.js';
 import type { FsStoreConfig } from '../config/schema.js';
+import { abortSignalOf } from './abort.js';
 import type { GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions, PutResult, Revalidation } from './types.js';
 
 /** Temporary uploads live here, on the same filesystem as the objects, so rename is atomic. */
@@ -131,7 +132,7 @@ class FsStore implements ObjectStore {
       await mkdir(tmpDir, { recursive: true });
       await mkdir(path.dirname(file), { recursive: true });
       const out = createWriteStream(tmp, { flags: 'wx' });
-      await pipeline(body, out, opts.signal ? { signal: opts.signal } : {});
+      await pipeline(body, out, opts.signal ? { signal: abortSignalOf(opts.signal) } : {});
       // Flush to disk before the rename makes the object visible.
       const fh = await open(tmp, 'r');
       try {

@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
-import type { ObjectMeta } from './types.js';
+import type { ObjectMeta, StopSignal } from './types.js';
 
 /** How long a read waits for a TCP (and TLS) connection to a store. */
 export const READ_CONNECT_TIMEOUT_MS = 5_000;
@@ -21,7 +21,7 @@ export interface ReadRequest {
   ifMatch?: string | undefined;
   /** Answer 304 while the ETag is still this one. */
   ifNoneMatch?: string | undefined;
-  signal?: AbortSignal | undefined;
+  signal?: StopSignal | undefined;
 }
 
 /** A store's answer to a read. The caller must consume or destroy `body` on every path. */
@@ -55,7 +55,7 @@ export class ReadPool {
     };
   }
 
-  async request(req: { method: 'GET' | 'HEAD'; path: string; headers: Record<string, string>; signal?: AbortSignal | undefined }): Promise<ReadResponse> {
+  async request(req: { method: 'GET' | 'HEAD'; path: string; headers: Record<string, string>; signal?: StopSignal | undefined }): Promise<ReadResponse> {
     // Made on first use, and again after close(): like an SDK client, a closed store only
     // drops its connections.
     this.#pool ??= new Pool(this.#origin, this.#options);
@@ -67,7 +67,10 @@ export class ReadPool {
       // send a body with it); S3 and Blob storage do not, and a new connection per HEAD costs
       // a handshake and a socket each.
       reset: false,
-      ...(req.signal ? { signal: req.signal } : {}),
+      // Any object with `aborted`, `reason` and the abort listeners will do for undici
+      // (lib/api/api-request.js, lib/core/util.js addAbortListener); its types name only
+      // AbortSignal and EventEmitter.
+      ...(req.signal ? { signal: req.signal as unknown as AbortSignal } : {}),
     });
     // The caller may destroy a body it never read (a changed ETag, a refused range, a client
     // gone). Once undici holds the whole answer, that destroy emits an abort error which, with

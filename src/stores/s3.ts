@@ -20,6 +20,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { statusKind, StoreError, type StoreOp } from '../errors.js';
 import type { S3StoreConfig } from '../config/schema.js';
+import { abortSignalOf } from './abort.js';
 import { collectExact } from './collect.js';
 import { checkContentRange } from './content-range.js';
 import { header, metaOf, READ_CONNECT_TIMEOUT_MS } from './http-read.js';
@@ -219,7 +220,7 @@ class S3Store implements ObjectStore {
 }
 
 function sendOpts(opts: StoreRequestOptions): { abortSignal?: AbortSignal } {
-  return opts.signal ? { abortSignal: opts.signal } : {};
+  return opts.signal ? { abortSignal: abortSignalOf(opts.signal) } : {};
 }
 
 /** Only a missing key is "absent": a missing bucket is a misconfiguration and must surface. */

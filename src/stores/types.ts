@@ -31,8 +31,21 @@ export interface GetResult {
   range?: ByteRange;
 }
 
+/**
+ * What stops a store call: the part of AbortSignal that stores use, so an AbortSignal fits. The
+ * gateway's deadlines pass a plain object of this shape (`CallSignal`, core/deadline.ts); a store
+ * that hands the signal to an API wanting a real AbortSignal (an SDK, Node's pipeline) converts
+ * it with `abortSignalOf` (stores/abort.ts).
+ */
+export interface StopSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface StoreRequestOptions {
-  signal?: AbortSignal;
+  signal?: StopSignal;
 }
 
 export interface GetOptions extends StoreRequestOptions {

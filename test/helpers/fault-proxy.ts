@@ -29,6 +29,8 @@ export interface FaultProxy {
   port: number;
   /** Requests seen, by method (what reached the proxy, failed or not). */
   seen: Record<string, number>;
+  /** Stalled requests whose connection the client has not closed yet. */
+  readonly stalledOpen: number;
   /** Fail the next `times` matching requests with `fault` (rules apply in the order added). */
   inject(fault: Fault, times?: number, method?: string): void;
   /** Forward everything again. */
@@ -118,6 +120,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       case 'stall':
         req.resume();
         stalled.add(res);
+        res.on('close', () => stalled.delete(res));
         return;
     }
   });
@@ -131,6 +134,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     url: `http://127.0.0.1:${port}`,
     port,
     seen,
+    get stalledOpen() {
+      return stalled.size;
+    },
     inject(fault, times = Infinity, method) {
       rules.push({ fault, times, ...(method ? { method } : {}) });
     },

@@ -9,6 +9,7 @@ import type { ObjectStore } from '../../src/stores/types.js';
 import { FAULT_BACKENDS, type FaultBackend } from '../helpers/fault-backends.js';
 import type { FaultProxy } from '../helpers/fault-proxy.js';
 import { AUTH, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { eventually } from '../helpers/eventually.js';
 import { metric } from '../helpers/metrics.js';
 
 const KiB = 1024;
@@ -113,12 +114,15 @@ describe.each(FAULT_BACKENDS)('store faults through a proxy in front of $name', 
     expect(Buffer.from(await again.arrayBuffer()).equals(objects.get(key)!)).toBe(true);
   });
 
-  it('answers 504 when the store stalls, within its deadline', async () => {
+  it('answers 504 when the store stalls, within its deadline, and lets go of the stalled connection', async () => {
     const key = await fresh();
     proxy.inject({ kind: 'stall' }, Infinity, 'GET');
     const res = await get(key);
     expect(res.status).toBe(504);
     expect(((await res.json()) as { code: string }).code).toBe('GW_ERR_STORE_TIMEOUT');
+    // The deadline's signal reached the store client: it closed the request it gave up on.
+    expect(proxy.seen.GET).toBeGreaterThan(0);
+    expect(await eventually(() => proxy.stalledOpen === 0, 5_000)).toBe(true);
   });
 });
 
