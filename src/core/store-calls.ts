@@ -103,7 +103,8 @@ export class StoreCalls {
   async timed<T>(store: ObjectStore, op: StoreOp, fn: (signal: StopSignal) => Promise<T>): Promise<T> {
     // Reads go through the store's guard (store-guard.ts); a refusal there never asks the store.
     const guard = op === 'head' || op === 'get' ? this.guardOf(store.id) : undefined;
-    const admission = guard ? await guard.admit() : undefined;
+    const admitted = guard?.admit();
+    const admission = admitted instanceof Promise ? await admitted : admitted;
     const probe = admission?.probe ?? false;
     const started = performance.now();
     try {

@@ -5,7 +5,8 @@
  * deserialisation); a read needs none of it. What stays the SDK's own:
  * - the credentials and region: the S3Client's resolved providers, so the default chain
  *   (environment, shared profile, web identity, container and instance metadata) and its
- *   refresh apply unchanged;
+ *   refresh apply unchanged (an answer is reused until the SDK's own refresh window, so a read
+ *   that has them is signed and sent without waiting on a promise);
  * - writes (PutObject and lib-storage multipart), in `s3.ts`.
  * The endpoint (virtual-host or path style) and the region are resolved once per store. Requests
  * are signed by `sigv4.ts`, a SigV4 signer for reads only, which costs a quarter of the SDK's
@@ -75,6 +76,13 @@ export interface S3Credentials extends SigV4Credentials {
 }
 type Provider<T> = () => Promise<T>;
 
+/**
+ * Resolved credentials are reused until this long before they expire, the window in which the
+ * SDK's own memoized provider (@smithy/core's memoizeIdentityProvider) fetches new ones; ones
+ * without an expiry (static keys, the environment) are reused for good, as the SDK does.
+ */
+export const CREDENTIALS_REFRESH_MS = 5 * 60_000;
+
 export interface S3ReaderOptions {
   target: S3ReadTarget;
   region: string | Provider<string>;
@@ -90,6 +98,8 @@ export class S3Reader {
   readonly #credentials: S3Credentials | Provider<S3Credentials>;
   /** Made on first use, once the region is known. */
   #signer: ReadSigner | undefined;
+  /** The provider's last answer (see CREDENTIALS_REFRESH_MS). */
+  #resolved: S3Credentials | undefined;
   readonly #pool: ReadPool;
 
   constructor(options: S3ReaderOptions) {
@@ -101,10 +111,41 @@ export class S3Reader {
 
   /** The request as it will be sent: path and signed headers (exposed for tests). */
   async sign(req: Omit<S3ReadRequest, 'signal'>): Promise<{ path: string; headers: Record<string, string> }> {
+    this.#signer ??= new ReadSigner('s3', typeof this.#region === 'string' ? this.#region : await this.#region());
+    const credentials = this.#current() ?? (this.#resolved = typeof this.#credentials === 'function' ? await this.#credentials() : this.#credentials);
+    return this.#signed(req, this.#signer, credentials);
+  }
+
+  /**
+   * Send a read. Once the region and current credentials are known, the request is signed and
+   * handed to the pool at once: no await per request before it is sent (each costs a
+   * microtask and a promise; a cold miss has a dozen).
+   */
+  request(req: S3ReadRequest): Promise<S3ReadResponse> {
+    const signer = this.#signer;
+    const credentials = this.#current();
+    if (signer === undefined || credentials === undefined) return this.sign(req).then((s) => this.#send(req, s));
+    try {
+      return this.#send(req, this.#signed(req, signer, credentials));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** The credentials last resolved, while they are not due for a refresh. */
+  #current(): S3Credentials | undefined {
+    const c = this.#resolved;
+    if (c === undefined || (c.expiration !== undefined && c.expiration.getTime() - CREDENTIALS_REFRESH_MS <= Date.now())) return undefined;
+    return c;
+  }
+
+  #send(req: S3ReadRequest, signed: { path: string; headers: Record<string, string> }): Promise<S3ReadResponse> {
+    return this.#pool.request({ method: req.method, path: signed.path, headers: signed.headers, signal: req.signal });
+  }
+
+  #signed(req: Omit<S3ReadRequest, 'signal'>, signer: ReadSigner, credentials: S3Credentials): { path: string; headers: Record<string, string> } {
     const t = this.#target;
     const path = `${t.basePath}/${encodeS3Key(req.key)}`;
-    const signer = (this.#signer ??= new ReadSigner('s3', typeof this.#region === 'string' ? this.#region : await this.#region()));
-    const credentials = typeof this.#credentials === 'function' ? await this.#credentials() : this.#credentials;
     const headers = signer.sign(
       {
         method: req.method,
@@ -118,11 +159,6 @@ export class S3Reader {
       credentials,
     );
     return { path, headers };
-  }
-
-  async request(req: S3ReadRequest): Promise<S3ReadResponse> {
-    const { path, headers } = await this.sign(req);
-    return this.#pool.request({ method: req.method, path, headers, signal: req.signal });
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { encodeS3Key, resolveS3ReadTarget, S3Reader, type S3Credentials } from '../../src/stores/s3-read.js';
+import { CREDENTIALS_REFRESH_MS, encodeS3Key, resolveS3ReadTarget, S3Reader, type S3Credentials } from '../../src/stores/s3-read.js';
 import { ReadSigner, type ReadSignable } from '../../src/stores/sigv4.js';
 import { sdkSignedHeaders } from '../helpers/sigv4-proxy.js';
 
@@ -107,6 +107,55 @@ describe('S3Reader.sign', () => {
       expect(path).toBe('/media/k');
       expect(headers['x-amz-security-token']).toBe('token-from-the-chain');
       expect(headers.authorization).toBe(expectedAuthorization('HEAD', path, headers, 'us-east-1'));
+    } finally {
+      await reader.close();
+    }
+  });
+});
+
+describe('S3Reader credentials', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it("asks the provider again only when its credentials are within the SDK's refresh window", async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(new Date('2026-12-04T12:00:00Z'));
+    const expiring = (n: number, inMs: number): S3Credentials => ({ accessKeyId: `ASIA${n}`, secretAccessKey: 's', sessionToken: `t${n}`, expiration: new Date(Date.now() + inMs) });
+    let calls = 0;
+    const answers = [expiring(1, CREDENTIALS_REFRESH_MS + 60_000), expiring(2, 3_600_000)];
+    const reader = new S3Reader({
+      target: resolveS3ReadTarget('media', 'us-east-1', 'http://127.0.0.1:9', true),
+      region: 'us-east-1',
+      credentials: async () => answers[Math.min(calls++, answers.length - 1)]!,
+      maxSockets: 1,
+      connectTimeoutMs: 1000,
+    });
+    try {
+      const token = async () => (await reader.sign({ method: 'HEAD', key: 'k' })).headers['x-amz-security-token'];
+      expect(await token()).toBe('t1');
+      expect(await token()).toBe('t1');
+      expect(calls).toBe(1);
+      // A minute later the first set is due for a refresh: the provider is asked, its new set used.
+      vi.setSystemTime(new Date(Date.now() + 60_000));
+      expect(await token()).toBe('t2');
+      expect(await token()).toBe('t2');
+      expect(calls).toBe(2);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it('resolves static credentials once', async () => {
+    let calls = 0;
+    const reader = new S3Reader({
+      target: resolveS3ReadTarget('media', 'us-east-1', 'http://127.0.0.1:9', true),
+      region: 'us-east-1',
+      credentials: async () => (calls++, CREDS),
+      maxSockets: 1,
+      connectTimeoutMs: 1000,
+    });
+    try {
+      for (let i = 0; i < 3; i++) await reader.sign({ method: 'GET', key: 'k' });
+      expect(calls).toBe(1);
     } finally {
       await reader.close();
     }
